@@ -1,0 +1,30 @@
+# The distilled dataset in LaMini's schema, with a card.
+
+
+rule dataset:
+    input:
+        shards=response_shards(),
+        manifest="results/teacher_model/manifest.json",
+    output:
+        train="results/dataset/train.parquet",
+        validation="results/dataset/validation.parquet",
+        train_jsonl="results/dataset/train.jsonl",
+        validation_jsonl="results/dataset/validation.jsonl",
+        card="results/dataset/README.md",
+        stats="results/dataset/stats.json",
+    log:
+        "logs/dataset/dataset.log",
+    params:
+        cfg=config["dataset"],
+        seed=config["seed"],
+        settings={
+            "teacher": config["teacher"]["model"],
+            "backend": config["teacher"]["backend"],
+            "instruction_decoding": config["instructions"]["decoding"],
+            "response_decoding": config["responses"]["decoding"],
+        },
+        code=code_version("dataset"),
+    conda:
+        "../envs/herd.yaml"
+    script:
+        "../scripts/dataset.py"

@@ -1,0 +1,42 @@
+# Evaluation of every (student, variant) and the results table.
+
+
+rule eval:
+    input:
+        model=variant_dir,
+        validation="results/dataset/validation.jsonl",
+    output:
+        "results/eval/{student}/{variant}.csv",
+    log:
+        "logs/eval/{student}/{variant}.log",
+    benchmark:
+        "benchmarks/eval/{student}/{variant}.tsv"
+    threads: 2
+    resources:
+        mem_mb=6000,
+    params:
+        cfg=config["eval"],
+        seed=config["seed"],
+        code=code_version("evaluation", "benchmarks", "prompts"),
+    conda:
+        "../envs/herd.yaml"
+    script:
+        "../scripts/eval.py"
+
+
+rule eval_table:
+    input:
+        rows=expand("results/eval/{student}/{variant}.csv",
+                    student=student_names(), variant=config["eval"]["variants"]),
+        # results/eval.csv stands for the whole run: the data report is built with it
+        diversity="results/diversity/summary.json",
+        card="results/dataset/README.md",
+        parity=expand("results/export/{student}/parity.json", student=student_names()),
+    output:
+        "results/eval.csv",
+    log:
+        "logs/eval_table/eval_table.log",
+    conda:
+        "../envs/herd.yaml"
+    script:
+        "../scripts/eval_table.py"

@@ -1,0 +1,24 @@
+# ONNX export of each student, int8 dynamic quantization, and a parity check.
+
+
+rule export:
+    input:
+        model="results/students/{student}/model",
+    output:
+        onnx=directory("results/export/{student}/onnx"),
+        int8=directory("results/export/{student}/onnx-int8"),
+        parity="results/export/{student}/parity.json",
+    log:
+        "logs/export/{student}.log",
+    benchmark:
+        "benchmarks/export/{student}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+    params:
+        cfg=config["export"],
+        code=code_version("export"),
+    conda:
+        "../envs/herd.yaml"
+    script:
+        "../scripts/export.py"

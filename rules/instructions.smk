@@ -1,0 +1,28 @@
+# Example-guided and topic-guided instruction generation, in shards.
+
+
+rule instructions:
+    input:
+        seeds=seed_files(),
+        topics="results/topics/topics.txt",
+        model="results/teacher_model/model.gguf",
+        manifest="results/teacher_model/manifest.json",
+    output:
+        records="results/instructions/{kind}/{shard}.jsonl",
+        stats="results/instructions/{kind}/{shard}.stats.json",
+    log:
+        "logs/instructions/{kind}/{shard}.log",
+    benchmark:
+        "benchmarks/instructions/{kind}/{shard}.tsv"
+    threads: 2
+    resources:
+        mem_mb=3000,
+    params:
+        cfg=config["instructions"],
+        seed_tasks=config["seed_tasks"],
+        teacher=teacher_params(),
+        code=code_version("instructions", "prompts", "teacher", "sources"),
+    conda:
+        "../envs/herd.yaml"
+    script:
+        "../scripts/instructions.py"

@@ -1,0 +1,26 @@
+# The teacher answers every kept instruction, in shards.
+
+
+rule responses:
+    input:
+        instructions="results/filter/instructions.jsonl",
+        model="results/teacher_model/model.gguf",
+        manifest="results/teacher_model/manifest.json",
+    output:
+        records="results/responses/{shard}.jsonl",
+        stats="results/responses/{shard}.stats.json",
+    log:
+        "logs/responses/{shard}.log",
+    benchmark:
+        "benchmarks/responses/{shard}.tsv"
+    threads: 2
+    resources:
+        mem_mb=3000,
+    params:
+        cfg=config["responses"],
+        teacher=teacher_params(),
+        code=code_version("responses", "prompts", "teacher"),
+    conda:
+        "../envs/herd.yaml"
+    script:
+        "../scripts/responses.py"

@@ -1,0 +1,26 @@
+# Fine-tune each student on the distilled data (loss on response tokens only).
+
+
+rule students:
+    input:
+        base="results/student_base/{student}",
+        train="results/dataset/train.jsonl",
+        validation="results/dataset/validation.jsonl",
+    output:
+        model=directory("results/students/{student}/model"),
+        metrics="results/students/{student}/metrics.json",
+    log:
+        "logs/students/{student}.log",
+    benchmark:
+        "benchmarks/students/{student}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+    params:
+        cfg=lambda wc: student_cfg(config, wc.student),
+        seed=config["seed"],
+        code=code_version("students", "prompts"),
+    conda:
+        "../envs/herd.yaml"
+    script:
+        "../scripts/students.py"

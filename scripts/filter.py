@@ -1,0 +1,18 @@
+"""Filter generated instructions; count and keep every drop with its reason."""
+import logging
+
+from herd import filters, io, logs, sources
+
+logs.to_file(snakemake.log[0])
+params = snakemake.params
+seeds = [s.instruction for spec in params.seed_tasks
+         for s in sources.load_seeds(spec["path"], spec["format"], spec["source"])]
+records = sorted((r for path in snakemake.input.shards for r in io.read_jsonl(path)),
+                 key=lambda r: r["id"])
+kept, excluded, stats = filters.apply_filters(records, filters.build_steps(params.cfg, seeds))
+if not kept:
+    raise ValueError(f"filter: none of {len(records)} generated instructions survived: {stats['dropped_by_reason']}")
+io.write_jsonl(snakemake.output.kept, kept)
+io.write_jsonl(snakemake.output.excluded, excluded)
+io.write_json(snakemake.output.stats, stats)
+logging.info("filter: %d in, %d kept, dropped %s", stats["input"], stats["kept"], stats["dropped_by_reason"])

@@ -1,0 +1,16 @@
+"""Generate one shard of instructions with the teacher."""
+from herd import instructions, io, logs, sources
+from herd.teacher import make_teacher
+
+logs.to_file(snakemake.log[0])
+params = snakemake.params
+seeds = [s for spec in params.seed_tasks
+         for s in sources.load_seeds(spec["path"], spec["format"], spec["source"])]
+topics = sources.load_topics(snakemake.input.topics, "text")
+teacher = make_teacher(params.teacher["teacher"], io.read_json(snakemake.input.manifest),
+                       snakemake.input.model, snakemake.threads)
+records, stats = instructions.generate_shard(
+    snakemake.wildcards.kind, seeds, topics, params.cfg, params.teacher["seed"],
+    int(snakemake.wildcards.shard), teacher)
+io.write_jsonl(snakemake.output.records, records)
+io.write_json(snakemake.output.stats, stats)

@@ -1,0 +1,259 @@
+"""Zero-shot benchmark data from local files, in the schema lm-eval's own tasks expect.
+
+lm-evaluation-harness (lm-eval) owns the prompts, answer choices and metrics of
+every task; this module only swaps its data source. Each registered task names
+the files it reads under a configured root (the upstream layout, e.g.
+`ARC/ARC-e/ARC-Easy-Test.jsonl`) and a converter that turns them into records
+with exactly the fields of the Hugging Face dataset lm-eval loads. `prepare`
+writes those records to JSONL; `task_config` returns lm-eval's built-in config
+pointed at that file, so the run never touches the Hub.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import logging
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from herd.io import read_jsonl, write_jsonl
+
+log = logging.getLogger(__name__)
+
+LOCAL_DATASET_BUILDER = "json"  # datasets' builder for JSONL files
+OBQA_CHOICE = re.compile(r"\(([A-Z])\) ")  # "(A) text (B) text ..." in OpenBookQA's TSV
+
+
+# ---------------------------------------------------------------- converters
+# Each takes the task's files (in registry order) and returns records in the
+# schema of the Hugging Face dataset named by lm-eval's YAML for that task.
+
+
+def _truth(value) -> int:
+    """SuperGLUE stores booleans as true/false or "true"/"false"; HF uses 0/1."""
+    if isinstance(value, str):
+        value = {"true": True, "false": False}[value.strip().lower()]
+    return int(bool(value))
+
+
+def convert_arc(paths: list[Path]) -> list[dict]:
+    """AI2 ARC JSONL -> allenai/ai2_arc: id, question, choices{text,label}, answerKey."""
+    out = []
+    for rec in read_jsonl(paths[0]):
+        choices = rec["question"]["choices"]
+        out.append(
+            {
+                "id": rec["id"],
+                "question": rec["question"]["stem"],
+                "choices": {"text": [c["text"] for c in choices], "label": [c["label"] for c in choices]},
+                "answerKey": rec["answerKey"],
+            }
+        )
+    return out
+
+
+def convert_boolq(paths: list[Path]) -> list[dict]:
+    """SuperGLUE BoolQ -> aps/super_glue boolq: question, passage, idx, label (1 = true)."""
+    return [
+        {"question": r["question"], "passage": r["passage"], "idx": r["idx"], "label": _truth(r["label"])}
+        for r in read_jsonl(paths[0])
+    ]
+
+
+def convert_piqa(paths: list[Path]) -> list[dict]:
+    """PIQA dev.jsonl + dev-labels.lst -> baber/piqa: goal, sol1, sol2, label."""
+    records = read_jsonl(paths[0])
+    labels = [int(line) for line in paths[1].read_text(encoding="utf-8").split()]
+    if len(labels) != len(records):
+        raise ValueError(f"{paths[1]}: {len(labels)} labels for {len(records)} items in {paths[0]}")
+    return [
+        {"goal": r["goal"], "sol1": r["sol1"], "sol2": r["sol2"], "label": label}
+        for r, label in zip(records, labels)
+    ]
+
+
+def convert_openbookqa(paths: list[Path]) -> list[dict]:
+    """OpenBookQA TSV -> allenai/openbookqa main: id, question_stem, choices{text,label}, answerKey."""
+    out = []
+    with open(paths[0], encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+            parts = OBQA_CHOICE.split(row["Choices"])  # ["", "A", text, "B", text, ...]
+            labels, texts = parts[1::2], [t.strip() for t in parts[2::2]]
+            if parts[0].strip() or row["Answer Key"] not in labels:
+                raise ValueError(f"{paths[0]}: cannot parse the choices of item {row['ID']}")
+            out.append(
+                {
+                    "id": row["ID"],
+                    "question_stem": row["Question Stem"],
+                    "choices": {"text": texts, "label": labels},
+                    "answerKey": row["Answer Key"],
+                }
+            )
+    return out
+
+
+def convert_sst2(paths: list[Path]) -> list[dict]:
+    """GLUE SST-2 dev TSV (text, label) -> nyu-mll/glue sst2: sentence, label, idx."""
+    with open(paths[0], encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [{"sentence": r["text"], "label": int(r["label"]), "idx": i} for i, r in enumerate(rows)]
+
+
+def convert_rte(paths: list[Path]) -> list[dict]:
+    """SuperGLUE RTE (same items as GLUE's) -> nyu-mll/glue rte: sentence1, sentence2, label (0 = entailment)."""
+    label_ids = {"entailment": 0, "not_entailment": 1}
+    return [
+        {"sentence1": r["premise"], "sentence2": r["hypothesis"], "label": label_ids[r["label"]], "idx": r["idx"]}
+        for r in read_jsonl(paths[0])
+    ]
+
+
+def convert_wic(paths: list[Path]) -> list[dict]:
+    """SuperGLUE WiC -> aps/super_glue wic: word, sentence1/2, start/end offsets, idx, label."""
+    keys = ("word", "sentence1", "sentence2", "start1", "start2", "end1", "end2", "idx")
+    return [{**{k: r[k] for k in keys}, "label": _truth(r["label"])} for r in read_jsonl(paths[0])]
+
+
+@dataclass(frozen=True)
+class LocalTask:
+    """Where a task's data lies under the benchmark root and how to read it."""
+
+    files: tuple[str, ...]  # relative to the root; the first is the data, the rest side files
+    convert: Callable[[list[Path]], list[dict]]
+    lm_eval_dir: str  # folder of the task's YAML inside lm_eval/tasks (only that folder is indexed)
+
+
+TASKS: dict[str, LocalTask] = {
+    "arc_easy": LocalTask(("ARC/ARC-e/ARC-Easy-Test.jsonl",), convert_arc, "arc"),
+    "arc_challenge": LocalTask(("ARC/ARC-c/ARC-Challenge-Test.jsonl",), convert_arc, "arc"),
+    "boolq": LocalTask(("SuperGLUE/BoolQ/val.jsonl",), convert_boolq, "super_glue/boolq"),
+    "piqa": LocalTask(("piqa/dev.jsonl", "piqa/dev-labels.lst"), convert_piqa, "piqa"),
+    "openbookqa": LocalTask(("openbookqa/test.tsv",), convert_openbookqa, "openbookqa"),
+    "sst2": LocalTask(("sst2/dev.tsv",), convert_sst2, "glue/sst2"),
+    "rte": LocalTask(("SuperGLUE/RTE/val.jsonl",), convert_rte, "glue/rte"),
+    "wic": LocalTask(("SuperGLUE/WiC/val.jsonl",), convert_wic, "super_glue/wic"),
+}
+
+
+# ---------------------------------------------------------------- local data
+
+
+def local_files(task: str, root: Path | None) -> list[Path]:
+    """The files a registered task reads under `root` (they may not exist)."""
+    if task not in TASKS:
+        raise KeyError(f"no local data converter for task {task!r}; known: {sorted(TASKS)}")
+    if root is None:
+        return []
+    return [Path(root) / rel for rel in TASKS[task].files]
+
+
+def subset(records: list, limit: int | None, seed: int, task: str) -> list:
+    """A deterministic subset of `limit` records, kept in file order.
+
+    The choice depends only on (seed, task, number of records), so every run,
+    student and variant scores the same items.
+    """
+    if limit is None or limit >= len(records):
+        return list(records)
+    rng = random.Random(f"{seed}:benchmarks:{task}")
+    keep = sorted(rng.sample(range(len(records)), limit))
+    return [records[i] for i in keep]
+
+
+def prepare(task: str, root: Path | None, out_dir: Path, limit: int | None, seed: int) -> Path | None:
+    """Convert a task's local files to `out_dir/<task>.jsonl` in lm-eval's schema.
+
+    Returns the JSONL path, or None when `root` is None or a file is missing.
+    """
+    paths = local_files(task, root)
+    if not paths or not all(p.is_file() for p in paths):
+        return None
+    records = subset(TASKS[task].convert(paths), limit, seed, task)
+    out = Path(out_dir) / f"{task}.jsonl"
+    n = write_jsonl(out, records)
+    log.info("%s: %d items from %s -> %s", task, n, paths[0], out)
+    return out
+
+
+# ---------------------------------------------------------------- lm-eval configs
+
+
+@functools.lru_cache(maxsize=None)
+def _task_manager(subdir: str | None):
+    """lm-eval's TaskManager, indexing only one task folder when it is known.
+
+    Indexing every built-in task takes tens of seconds; one folder is instant.
+    """
+    from lm_eval.tasks import TaskManager
+
+    if subdir is None:
+        return TaskManager()
+    import lm_eval.tasks
+
+    return TaskManager(include_defaults=False, include_path=str(Path(lm_eval.tasks.__file__).parent / subdir))
+
+
+def builtin_config(task: str) -> dict:
+    """lm-eval's own config for `task` (YAML includes merged, functions resolved)."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    subdir = TASKS[task].lm_eval_dir if task in TASKS else None
+    entry = _task_manager(subdir).task_index.get(task)
+    if entry is None and subdir is not None:  # the folder moved in another lm-eval version
+        entry = _task_manager(None).task_index.get(task)
+    if entry is None or entry.yaml_path is None:
+        raise KeyError(f"lm-eval {_lm_eval_version()} has no YAML task named {task!r}")
+    cfg = load_yaml(entry.yaml_path, resolve_func=True)
+    for key in ("tag", "group"):  # grouping keys, not part of a single task's config
+        cfg.pop(key, None)
+    return cfg
+
+
+def eval_split(cfg: dict) -> str:
+    """The split lm-eval scores: the test split when the task has one, else validation."""
+    split = cfg.get("test_split") or cfg.get("validation_split")
+    if not split:
+        raise ValueError(f"task {cfg.get('task')!r} has neither a test nor a validation split")
+    return split
+
+
+def task_config(task: str, jsonl_path: Path) -> dict:
+    """lm-eval's built-in config for `task`, reading its scored split from `jsonl_path`.
+
+    Prompts, choices, targets and metrics stay lm-eval's; only the data source
+    changes (the `json` builder of `datasets`, which works offline). Training
+    and few-shot splits are dropped: the evaluation is zero-shot.
+    """
+    cfg = builtin_config(task)
+    split = eval_split(cfg)
+    cfg.update(
+        dataset_path=LOCAL_DATASET_BUILDER,
+        dataset_name=None,
+        dataset_kwargs={"data_files": {split: str(Path(jsonl_path).resolve())}},
+        training_split=None,
+        fewshot_split=None,
+        validation_split=split if split == cfg.get("validation_split") else None,
+        test_split=split if split == cfg.get("test_split") else None,
+    )
+    return cfg
+
+
+def _lm_eval_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("lm_eval")
+
+
+def describe(task: str, root: Path | None) -> str:
+    """Where a task's local data was looked for, for 'unavailable' messages."""
+    if task not in TASKS:
+        return f"no local converter for {task!r} (local tasks: {', '.join(sorted(TASKS))})"
+    if root is None:
+        return f"no benchmark root configured (would read <root>/{TASKS[task].files[0]})"
+    missing = [str(p) for p in local_files(task, root) if not p.is_file()]
+    return "missing " + ", ".join(missing) if missing else json.dumps([str(p) for p in local_files(task, root)])

@@ -1,0 +1,66 @@
+"""The distilled dataset in LaMini's schema, split into train and validation."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from herd.io import atomic_path, write_jsonl, write_text
+from herd.rng import derive_seed
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["instruction", "response", "instruction_source"]
+
+
+def split(rows: list[dict], validation_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Deterministic split by a hash of each row's id; at least one row each side when possible."""
+    if not rows:
+        raise ValueError("the dataset is empty: no instruction got a response")
+    ranked = sorted(rows, key=lambda r: (derive_seed(seed, "split", r["id"]), r["id"]))
+    n_val = round(len(ranked) * validation_fraction)
+    n_val = min(max(n_val, 1), len(ranked) - 1) if len(ranked) > 1 else 0
+    val = sorted(ranked[:n_val], key=lambda r: r["id"])
+    train = sorted(ranked[n_val:], key=lambda r: r["id"])
+    return train, val
+
+
+def clean(rows: list[dict], drop_truncated: bool = False) -> tuple[list[dict], dict]:
+    kept, dropped = [], Counter()
+    for r in rows:
+        if not r["response"].strip():
+            dropped["empty_response"] += 1
+        elif drop_truncated and r.get("finish_reason") == "length":
+            dropped["truncated_response"] += 1
+        else:
+            kept.append(r)
+    return kept, dict(dropped)
+
+
+def write_split(rows: list[dict], parquet: Path, jsonl: Path) -> None:
+    frame = pd.DataFrame([{c: r[c] for c in ["id", *COLUMNS]} for r in rows], columns=["id", *COLUMNS])
+    with atomic_path(parquet) as tmp:
+        frame.to_parquet(tmp, index=False)
+    write_jsonl(jsonl, ({c: r[c] for c in ["id", *COLUMNS]} for r in rows))
+
+
+def card(train: list[dict], val: list[dict], dropped: dict, settings: dict) -> str:
+    """A short dataset card in Markdown."""
+    by_source = Counter(r["instruction_source"] for r in train + val)
+    words = lambda key: [len(r[key].split()) for r in train + val]  # noqa: E731
+    lines = [
+        "# herd distilled instruction dataset", "",
+        f"Rows: {len(train)} train, {len(val)} validation. Columns: {', '.join(COLUMNS)}.", "",
+        "| instruction_source | rows |", "|---|---|",
+        *[f"| {s} | {n} |" for s, n in sorted(by_source.items())], "",
+        f"Mean words: instruction {sum(words('instruction')) / len(words('instruction')):.1f}, "
+        f"response {sum(words('response')) / len(words('response')):.1f}.", "",
+        f"Dropped while assembling: {dropped or 'none'}.", "",
+        "Teacher and decoding:", "", "```", *[f"{k}: {v}" for k, v in sorted(settings.items())], "```", "",
+        "Load with `datasets.load_dataset(\"parquet\", data_files={\"train\": \"train.parquet\", "
+        "\"validation\": \"validation.parquet\"})`.", "",
+    ]
+    return "\n".join(lines)

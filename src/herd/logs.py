@@ -1,0 +1,25 @@
+"""Send a job's logging and progress bars to its Snakemake log file."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+
+def to_file(path: str) -> None:
+    """Log to `path` (appending); stderr, where tqdm draws progress, goes there too."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    stream = open(path, "a", buffering=1, encoding="utf-8")
+    sys.stderr = stream
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[logging.StreamHandler(stream)],
+        force=True,
+    )
+    logging.captureWarnings(True)
+    warnings.simplefilter("default")
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,135 @@
+"""Prompts for the teacher, rendered and parsed by pure functions.
+
+The recipe follows LaMini-LM: a generation prompt shows three seed examples,
+each wrapped in <example> tags, optionally three topics the new instructions
+must be about, and asks for a fixed number of new instructions (instructions
+only, no answers). The wording is herd's own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+GENERATION_SYSTEM = (
+    "You write tasks for training a helpful AI assistant. "
+    "You follow the requested output format exactly."
+)
+
+_GENERATION_HEAD = (
+    "Below are {k} sample tasks that people asked an AI assistant to do.\n\n"
+    "{examples}\n\n"
+)
+
+_TOPIC_LINE = (
+    "Each new task must be about one of these topics: {topics}. "
+    "Spread the tasks over all {n_topics} topics.\n\n"
+)
+
+_GENERATION_ASK = (
+    "Write {n} new tasks. They must differ from the samples and from each other: "
+    "vary the subject, the kind of task (question, explanation, rewriting, "
+    "classification, brainstorming, advice, calculation, comparison) and the length. "
+    "Each task is one self-contained instruction, phrased as an imperative sentence "
+    "or a question, that can be answered with text alone. Write only the tasks, "
+    "never their answers. Wrap every task in its own <example></example> tags."
+)
+
+RESPONSE_SYSTEM = (
+    "You are a helpful assistant. Answer the user's request correctly and concisely: "
+    "give the answer itself, without preamble or repetition of the question."
+)
+
+
+def format_seed(instruction: str, input_text: str = "") -> str:
+    """A seed shown in a prompt: `instruction:input` when the seed has an input."""
+    instruction = instruction.strip()
+    input_text = (input_text or "").strip()
+    return f"{instruction}:{input_text}" if input_text else instruction
+
+
+def render_generation(examples: list[str], n: int, topics: list[str] | None = None) -> list[dict]:
+    """Chat messages asking for `n` new instructions in the style of `examples`."""
+    if not examples:
+        raise ValueError("at least one seed example is needed")
+    blocks = "\n".join(f"<example>{e}</example>" for e in examples)
+    text = _GENERATION_HEAD.format(k=len(examples), examples=blocks)
+    if topics:
+        text += _TOPIC_LINE.format(topics=", ".join(topics), n_topics=len(topics))
+    text += _GENERATION_ASK.format(n=n)
+    return [
+        {"role": "system", "content": GENERATION_SYSTEM},
+        {"role": "user", "content": text},
+    ]
+
+
+def render_response(instruction: str, system_prompt: str = RESPONSE_SYSTEM) -> list[dict]:
+    return [
+        {"role": "system", "content": system_prompt},
+        {"role": "user", "content": instruction},
+    ]
+
+
+_OPEN = re.compile(r"<example>", re.IGNORECASE)
+_CLOSE = re.compile(r"</example>", re.IGNORECASE)
+_TAGGED = re.compile(r"<example>(.*?)</example>", re.IGNORECASE | re.DOTALL)
+_LIST_MARK = re.compile(r"^\s*(?:(?:task|instruction|example)\s*)?(?:\d{1,3}\s*[.):\-]|[-*\u2022])\s*", re.IGNORECASE)
+_LABEL = re.compile(r"^\s*(?:new\s+)?(?:task|instruction)\s*\d*\s*:\s*", re.IGNORECASE)
+
+
+@dataclass
+class ParseResult:
+    instructions: list[str] = field(default_factory=list)
+    rejected: Counter = field(default_factory=Counter)
+
+
+def _clean(fragment: str) -> str:
+    text = _LIST_MARK.sub("", fragment.strip(), count=1)
+    text = _LABEL.sub("", text, count=1)
+    text = text.strip().strip('"').strip()
+    return re.sub(r"\s+", " ", text)
+
+
+def parse_generation(text: str) -> ParseResult:
+    """Split a teacher's answer into candidate instructions.
+
+    Tagged answers are read tag by tag; an opening tag never closed (the answer
+    ran out of tokens) is rejected as truncated. An answer without tags falls
+    back to one instruction per numbered or bulleted line. Every fragment that
+    is not kept is counted under a reason.
+    """
+    result = ParseResult()
+    if _OPEN.search(text):
+        fragments = _TAGGED.findall(text)
+        opened, closed = len(_OPEN.findall(text)), len(_CLOSE.findall(text))
+        if opened > closed:
+            result.rejected["truncated"] += opened - closed
+    else:
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        fragments = [ln for ln in lines if _LIST_MARK.match(ln)]
+        result.rejected["prose_line"] += len(lines) - len(fragments)
+    seen = set()
+    for frag in fragments:
+        inst = _clean(frag)
+        if not inst:
+            result.rejected["empty"] += 1
+        elif "<" in inst and ">" in inst and re.search(r"</?\w+>", inst):
+            result.rejected["markup"] += 1
+        elif inst.lower() in seen:
+            result.rejected["repeated_in_answer"] += 1
+        else:
+            seen.add(inst.lower())
+            result.instructions.append(inst)
+    return result
+
+
+PROMPT_TEMPLATE = (
+    "Below is a task. Write a response that completes it.\n\n"
+    "### Task:\n{instruction}\n\n### Response:\n"
+)
+
+
+def student_prompt(instruction: str) -> str:
+    """The Alpaca-style prompt students are trained and evaluated with."""
+    return PROMPT_TEMPLATE.format(instruction=instruction.strip())

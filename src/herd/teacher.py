@@ -1,0 +1,199 @@
+"""The teacher: one interface for every generating stage, with a durable cache.
+
+Every answer is stored in a SQLite cache under a hash of (backend, model,
+messages, decoding parameters, seed) the moment it arrives, so a job killed
+halfway loses nothing and a rerun never asks the same question twice. The
+cache lives outside results/ and survives deleting it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Decoding:
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 256
+
+
+@dataclass
+class Request:
+    messages: list[dict]
+    decoding: Decoding
+    seed: int
+
+
+@dataclass
+class Answer:
+    text: str | None
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached: bool = False
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.text is not None
+
+
+def request_key(backend: str, model: str, req: Request) -> str:
+    payload = {
+        "backend": backend,
+        "model": model,
+        "messages": req.messages,
+        "decoding": asdict(req.decoding),
+        "seed": req.seed,
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class ResponseCache:
+    """A SQLite table of answers; safe for several processes writing at once."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, timeout=120, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS answers ("
+            " key TEXT PRIMARY KEY, answer TEXT NOT NULL, created REAL NOT NULL)"
+        )
+
+    def get(self, key: str) -> Answer | None:
+        row = self._db.execute("SELECT answer FROM answers WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        return Answer(**{**data, "cached": True})
+
+    def put(self, key: str, answer: Answer) -> None:
+        data = asdict(answer)
+        data.pop("cached")
+        self._db.execute(
+            "INSERT OR REPLACE INTO answers (key, answer, created) VALUES (?, ?, ?)",
+            (key, json.dumps(data, ensure_ascii=False), time.time()),
+        )
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class Teacher:
+    """Answers chat requests, through the cache. Subclasses implement `_generate`."""
+
+    backend = "base"
+
+    def __init__(self, model_id: str, cache: ResponseCache):
+        self.model_id = model_id
+        self.cache = cache
+        self.stats = {"requests": 0, "cached": 0, "generated": 0, "failed": 0,
+                      "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
+
+    def _generate(self, req: Request) -> Answer:
+        raise NotImplementedError
+
+    def answer(self, requests: list[Request], desc: str = "teacher") -> list[Answer]:
+        answers = []
+        start = time.perf_counter()
+        for req in tqdm(requests, desc=desc, mininterval=5, unit="req"):
+            key = request_key(self.backend, self.model_id, req)
+            ans = self.cache.get(key)
+            if ans is None:
+                try:
+                    ans = self._generate(req)
+                except Exception as exc:  # recorded, never turned into an empty answer
+                    log.warning("teacher request failed: %s", exc)
+                    ans = Answer(text=None, error=f"{type(exc).__name__}: {exc}")
+                if ans.ok:
+                    self.cache.put(key, ans)
+                    self.stats["generated"] += 1
+                else:
+                    self.stats["failed"] += 1
+            else:
+                self.stats["cached"] += 1
+            self.stats["requests"] += 1
+            self.stats["prompt_tokens"] += ans.prompt_tokens
+            self.stats["completion_tokens"] += ans.completion_tokens
+            answers.append(ans)
+        self.stats["seconds"] += time.perf_counter() - start
+        return answers
+
+
+class LlamaCppTeacher(Teacher):
+    """A GGUF model run in process by llama.cpp (the embedded default)."""
+
+    backend = "llamacpp"
+
+    def __init__(self, gguf_path: str | Path, model_id: str, cache: ResponseCache,
+                 n_ctx: int = 2048, threads: int = 2):
+        super().__init__(model_id, cache)
+        self.gguf_path = Path(gguf_path)
+        self.n_ctx = n_ctx
+        self.threads = threads
+        self._llm = None
+
+    @property
+    def llm(self):
+        if self._llm is None:  # loaded lazily: a fully cached shard never loads the model
+            from llama_cpp import Llama
+
+            self._llm = Llama(model_path=str(self.gguf_path), n_ctx=self.n_ctx,
+                              n_threads=self.threads, n_batch=512, verbose=False)
+        return self._llm
+
+    def _generate(self, req: Request) -> Answer:
+        out = self.llm.create_chat_completion(
+            messages=req.messages,
+            temperature=req.decoding.temperature,
+            top_p=req.decoding.top_p,
+            max_tokens=req.decoding.max_tokens,
+            seed=req.seed,
+        )
+        choice = out["choices"][0]
+        usage = out.get("usage", {})
+        return Answer(
+            text=choice["message"]["content"],
+            finish_reason=choice.get("finish_reason"),
+            prompt_tokens=usage.get("prompt_tokens", 0),
+            completion_tokens=usage.get("completion_tokens", 0),
+        )
+
+
+def make_teacher(cfg: dict, manifest: dict, gguf_path: str | Path, threads: int) -> Teacher:
+    """Build the configured teacher. `manifest` identifies the model file (its sha256)."""
+    backend = cfg["backend"]
+    cache = ResponseCache(Path(cfg["cache_dir"]) / "teacher.sqlite")
+    if backend == "llamacpp":
+        model_id = f"{manifest['name']}@{manifest['sha256']}"
+        return LlamaCppTeacher(gguf_path, model_id, cache, n_ctx=cfg["n_ctx"], threads=threads)
+    raise ValueError(f"teacher.backend: unknown backend {backend!r}")
+
+
+def check_failures(answers: list[Answer], max_failed_fraction: float, where: str) -> None:
+    failed = [a for a in answers if not a.ok]
+    if answers and len(failed) / len(answers) > max_failed_fraction:
+        raise RuntimeError(
+            f"{where}: {len(failed)} of {len(answers)} teacher requests failed "
+            f"(more than {max_failed_fraction:.0%}); first error: {failed[0].error}. "
+            "Answers that succeeded are cached; rerun to retry only the failed ones."
+        )

