@@ -48,5 +48,12 @@ def variant_dir(wildcards):
     return VARIANT_DIRS[wildcards.variant].format(student=wildcards.student)
 
 
+def instruction_params(wildcards):
+    """Settings of one kind of generation: changing the other kind reruns nothing here."""
+    cfg = dict(config["instructions"])
+    cfg.pop("topic_guided" if wildcards.kind == "example" else "example_guided")
+    return cfg
+
+
 def teacher_params():
     return {"teacher": config["teacher"], "seed": config["seed"]}

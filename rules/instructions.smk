@@ -18,7 +18,7 @@ rule instructions:
     resources:
         mem_mb=3000,
     params:
-        cfg=config["instructions"],
+        cfg=instruction_params,
         seed_tasks=config["seed_tasks"],
         teacher=teacher_params(),
         code=code_version("instructions", "prompts", "teacher", "sources"),

@@ -64,15 +64,16 @@ def requests(pairs=PAIRS) -> list[Instance]:
 
 
 def split_like_lm_eval(tokenizer, context: str, continuation: str, seq2seq: bool):
-    """lm-eval's convention: trailing context whitespace belongs to the continuation."""
+    """lm-eval's convention: trailing context whitespace belongs to the continuation;
+    the tokenizer's default special tokens; an empty context becomes BOS."""
     stripped = context.rstrip()
     continuation = context[len(stripped) :] + continuation
-    if not stripped:  # an empty context becomes the EOS token
-        return [tokenizer.eos_token_id], tokenizer.encode(continuation, add_special_tokens=False)
+    if not stripped:
+        return [tokenizer.bos_token_id], tokenizer.encode(continuation, add_special_tokens=False)
     if seq2seq:
         return tokenizer.encode(stripped), tokenizer.encode(continuation, add_special_tokens=False)
-    whole = tokenizer.encode(stripped + continuation, add_special_tokens=False)
-    ctx = tokenizer.encode(stripped, add_special_tokens=False)
+    whole = tokenizer.encode(stripped + continuation)
+    ctx = tokenizer.encode(stripped)
     return ctx, whole[len(ctx) :]
 
 
@@ -107,14 +108,26 @@ def test_loglikelihood_equals_hand_computation(models, family, hand):
         assert ll < 0
 
 
+@pytest.mark.parametrize("family", ["gpt2", "t5"])
+def test_loglikelihood_matches_lm_eval_hflm(models, family):
+    """Same numbers as lm-eval's own Hugging Face backend on the same model."""
+    from lm_eval.models.huggingface import HFLM
+
+    model, tokenizer = evaluation.load_variant("pytorch", models[family])
+    ours = evaluation.HerdLM(model, tokenizer, batch_size=2).loglikelihood(requests())
+    theirs = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=2, device="cpu").loglikelihood(requests())
+    for (a, greedy_a), (b, greedy_b) in zip(ours, theirs):
+        assert a == pytest.approx(b, abs=1e-4) and greedy_a == greedy_b
+
+
 def test_greedy_flag_is_true_for_the_argmax_continuation(models):
     model, tokenizer = evaluation.load_variant("pytorch", models["gpt2"])
     context = "Once upon a time"
-    ids = tokenizer.encode(context, add_special_tokens=False)
+    ids = tokenizer.encode(context)
     with torch.no_grad():
         best = model(torch.tensor([ids])).logits[0, -1].argmax().item()
     continuation = tokenizer.decode([best])
-    if tokenizer.encode(context + continuation, add_special_tokens=False) != ids + [best]:
+    if tokenizer.encode(context + continuation) != ids + [best]:
         pytest.skip("the argmax token does not round-trip through the tokenizer")
     [(ll, greedy)] = evaluation.HerdLM(model, tokenizer).loglikelihood(requests([(context, continuation)]))
     assert greedy and ll < 0
@@ -264,3 +277,16 @@ def test_evaluate_student_without_records(models, tmp_path, monkeypatch):
     )
     assert [r["task"] for r in rows] == ["arc_easy", "teacher_rougeL"]
     assert all(r["status"].startswith("unavailable: ") for r in rows)
+
+
+def test_task_without_local_data_or_hub(models, tmp_path, monkeypatch):
+    """A known lm-eval task with no local converter is unavailable offline; an unknown name is an error."""
+    monkeypatch.setattr(evaluation, "_hub_reachable", lambda *a, **k: False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    model, tokenizer = evaluation.load_variant("pytorch", models["gpt2"])
+    [row] = evaluation.run_benchmarks(model, tokenizer, ["hellaswag"], ROOT, tmp_path, 5, 0)
+    assert row["status"].startswith("unavailable: no local converter for 'hellaswag'")
+    assert "Hub is not reachable" in row["status"]
+    with pytest.raises(KeyError, match="no_such_task"):
+        evaluation.run_benchmarks(model, tokenizer, ["no_such_task"], ROOT, tmp_path, 5, 0)

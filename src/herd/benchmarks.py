@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import json
 import logging
 import random
 import re
@@ -255,5 +254,6 @@ def describe(task: str, root: Path | None) -> str:
         return f"no local converter for {task!r} (local tasks: {', '.join(sorted(TASKS))})"
     if root is None:
         return f"no benchmark root configured (would read <root>/{TASKS[task].files[0]})"
-    missing = [str(p) for p in local_files(task, root) if not p.is_file()]
-    return "missing " + ", ".join(missing) if missing else json.dumps([str(p) for p in local_files(task, root)])
+    paths = local_files(task, root)
+    missing = [str(p) for p in paths if not p.is_file()]
+    return "missing " + ", ".join(missing) if missing else "found " + ", ".join(map(str, paths))

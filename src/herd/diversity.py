@@ -41,14 +41,14 @@ def mattr(tokens: list[str], window: int = MATTR_WINDOW) -> float:
     if len(tokens) <= window:
         return len(set(tokens)) / len(tokens)
     counts = Counter(tokens[:window])
-    total = len(counts)
+    total = len(counts) / window
     for i in range(window, len(tokens)):
         out, new = tokens[i - window], tokens[i]
         counts[out] -= 1
         if counts[out] == 0:
             del counts[out]
         counts[new] += 1
-        total += len(counts)
+        total += len(counts) / window
     return total / (len(tokens) - window + 1)
 
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -82,7 +83,9 @@ class HerdLM(TemplateLM):
     context moves into the continuation; decoder-only models encode
     context+continuation together and score the continuation's tokens;
     encoder-decoder models encode the context and score the continuation as
-    the decoder's target. An empty context is replaced by the EOS token.
+    the decoder's target. Special tokens follow the tokenizer's defaults and an
+    empty context becomes the BOS (else EOS) token, as in lm-eval's HFLM, so
+    scores match `lm_eval --model hf` on the same checkpoint.
     """
 
     def __init__(self, model, tokenizer, batch_size: int = BATCH_SIZE):
@@ -100,10 +103,18 @@ class HerdLM(TemplateLM):
     def eot_token_id(self) -> int:
         return self.tokenizer.eos_token_id
 
+    @property
+    def prefix_token_id(self) -> int:
+        """The token an empty context becomes: BOS, else EOS (as lm-eval's HFLM)."""
+        bos = self.tokenizer.bos_token_id
+        return bos if bos is not None else self.eot_token_id
+
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs) -> list[int]:
-        """lm-eval's HF convention: no special tokens for decoder-only models unless asked."""
+        """lm-eval's HFLM convention: the tokenizer's own default for special tokens
+        (e.g. a BOS where the tokenizer adds one), but no second BOS."""
         if add_special_tokens is None:
-            add_special_tokens = self.backend == "seq2seq"
+            bos = self.tokenizer.bos_token
+            add_special_tokens = not (bos and string.startswith(bos))
         return self.tokenizer.encode(string, add_special_tokens=add_special_tokens)
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs) -> list[tuple[float, bool]]:
@@ -263,6 +274,8 @@ def run_benchmarks(model, tokenizer, tasks: list[str], root: Path | None, work_d
 
     manager = TaskManager(include_defaults=False)  # tasks come as configs: skip indexing all built-ins
     data_dir = Path(work_dir) / "data"
+    for task in tasks:  # a misspelt task is a configuration error, not missing data
+        benchmarks.builtin_config(task)
     rows, loaded = {}, {}
     for task in tasks:
         got = _load_task(task, root, data_dir, limit, seed, manager)
@@ -312,8 +325,9 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     """
     seq2seq = is_encoder_decoder(model)
     answers = []
-    old_side = tokenizer.padding_side
+    old_sides = tokenizer.padding_side, tokenizer.truncation_side
     tokenizer.padding_side = "right" if seq2seq else "left"
+    tokenizer.truncation_side = "left"  # a too-long prompt keeps its end, where the response starts
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     try:
         batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
@@ -325,7 +339,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
             new = out if seq2seq else out[:, enc["input_ids"].shape[1] :]
             answers += [a.strip() for a in tokenizer.batch_decode(new, skip_special_tokens=True)]
     finally:
-        tokenizer.padding_side = old_side
+        tokenizer.padding_side, tokenizer.truncation_side = old_sides
     return answers
 
 
@@ -334,16 +348,11 @@ def rouge_l(prediction: str, reference: str) -> float:
     return _rouge_scorer().score(reference, prediction)["rougeL"].fmeasure
 
 
-_SCORER = None
-
-
+@functools.lru_cache(maxsize=1)
 def _rouge_scorer():
-    global _SCORER
-    if _SCORER is None:
-        from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer
 
-        _SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-    return _SCORER
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
 def rouge_vs_teacher(model, tokenizer, records: list[dict], prompt_fn: Callable[[str], str],

@@ -9,9 +9,9 @@ import warnings
 
 
 def to_file(path: str) -> None:
-    """Log to `path` (appending); stderr, where tqdm draws progress, goes there too."""
+    """Log to `path` (a fresh file per job run); stderr, where tqdm draws progress, goes there too."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    stream = open(path, "a", buffering=1, encoding="utf-8")
+    stream = open(path, "w", buffering=1, encoding="utf-8")
     sys.stderr = stream
     logging.basicConfig(
         level=logging.INFO,

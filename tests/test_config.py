@@ -1,0 +1,47 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from herd.config import ConfigError, code_version, load, validate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_default_config_is_valid_and_gets_defaults():
+    cfg = load(ROOT / "config.yaml")
+    assert cfg["filter"]["rouge_threshold"] == 0.7
+    assert cfg["instructions"]["max_failed_fraction"] == 0.1  # from the schema
+    assert cfg["students"][0]["grad_accum"] == 1
+
+
+def test_tiny_overlay_is_valid():
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    base.update(yaml.safe_load((ROOT / "config/tiny.yaml").read_text()))
+    validate(base)
+
+
+def test_misspelled_key_is_named():
+    with pytest.raises(ConfigError, match=r"students\[0\]: .*'lerning_rate' was unexpected"):
+        validate({"students": [{"name": "s", "from": {"hub": "gpt2"}, "lerning_rate": 1e-4}]})
+
+
+def test_wrong_type_is_named():
+    with pytest.raises(ConfigError, match=r"responses.shards: 'two' is not of type 'integer'"):
+        validate({"responses": {"shards": "two"}})
+
+
+def test_student_source_needs_exactly_one_kind():
+    with pytest.raises(ConfigError, match=r"students\[0\].from"):
+        validate({"students": [{"name": "s", "from": {"hub": "gpt2", "gguf": "x"}}]})
+
+
+def test_duplicate_student_names():
+    s = {"name": "a", "from": {"hub": "gpt2"}}
+    with pytest.raises(ConfigError, match="duplicate"):
+        validate({"students": [s, dict(s)]})
+
+
+def test_code_version_changes_with_module():
+    assert code_version("filters") != code_version("prompts")
+    assert len(code_version("filters", "prompts")) == 12

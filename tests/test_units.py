@@ -1,0 +1,80 @@
+"""Small pure pieces: seeds, splits, sharding, MATTR, the answer cache."""
+import pytest
+
+from herd.dataset import clean, split
+from herd.diversity import mattr
+from herd.instructions import build_requests, shard_prompts
+from herd.responses import shard_records
+from herd.rng import derive_seed
+from herd.sources import Seed
+from herd.teacher import Answer, Decoding, Request, ResponseCache, request_key
+
+
+def test_derived_seeds_are_stable_and_distinct():
+    assert derive_seed(1, "a", 0) == derive_seed(1, "a", 0)
+    assert len({derive_seed(1, "a", i) for i in range(100)}) == 100
+    assert derive_seed(1, "a", 0) != derive_seed(2, "a", 0)
+
+
+def test_shards_partition_the_prompts():
+    parts = [shard_prompts(10, 3, s) for s in range(3)]
+    assert sorted(i for p in parts for i in p) == list(range(10))
+    with pytest.raises(ValueError):
+        shard_prompts(10, 3, 3)
+
+
+def test_response_shards_partition_records():
+    recs = [{"id": f"x{i:02d}"} for i in range(7)]
+    parts = [shard_records(recs, 2, s) for s in range(2)]
+    assert sorted(r["id"] for p in parts for r in p) == [r["id"] for r in recs]
+
+
+def test_build_requests_is_deterministic_and_shows_topics():
+    seeds = [Seed(f"Task number {i} please.", "", "", "s") for i in range(10)]
+    cfg = {"examples_per_prompt": 3, "topics_per_prompt": 3, "per_prompt": 20,
+           "example_guided": {"prompts": 4, "shards": 2}, "topic_guided": {"prompts": 4, "shards": 2},
+           "decoding": {"temperature": 1.0, "top_p": 0.9, "max_tokens": 100}}
+    a = build_requests("topic", seeds, ["Jazz", "Tea", "Birds", "Chess"], cfg, 7, 1)
+    b = build_requests("topic", seeds, ["Jazz", "Tea", "Birds", "Chess"], cfg, 7, 1)
+    assert [x[1] for x in a] == [x[1] for x in b]
+    assert [x[0] for x in a] == [1, 3]
+    assert all(len(shown["examples"]) == 3 and len(shown["topics"]) == 3 for _, _, shown in a)
+    assert a[0][1].seed != a[1][1].seed
+
+
+def test_split_is_deterministic_and_disjoint():
+    rows = [{"id": f"r{i:03d}", "instruction": "i", "response": "r", "instruction_source": "s"} for i in range(50)]
+    train, val = split(rows, 0.1, seed=3)
+    assert len(val) == 5 and len(train) == 45
+    assert not {r["id"] for r in train} & {r["id"] for r in val}
+    assert split(rows, 0.1, seed=3) == (train, val)
+    assert split(rows, 0.1, seed=4)[1] != val
+    t2, v2 = split(rows[:2], 0.1, seed=3)
+    assert len(t2) == 1 and len(v2) == 1
+
+
+def test_clean_drops_empty_and_optionally_truncated():
+    rows = [{"response": " ", "finish_reason": "stop"}, {"response": "ok", "finish_reason": "length"},
+            {"response": "ok", "finish_reason": "stop"}]
+    assert clean(rows)[1] == {"empty_response": 1}
+    kept, dropped = clean(rows, drop_truncated=True)
+    assert len(kept) == 1 and dropped == {"empty_response": 1, "truncated_response": 1}
+
+
+def test_mattr_window():
+    assert mattr(["a", "b", "a", "b"], window=50) == 0.5
+    assert mattr(["a", "b", "c", "d"], window=2) == 1.0
+    assert mattr(["a", "a", "a", "b"], window=2) == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+
+
+def test_cache_roundtrip_and_key_sensitivity(tmp_path):
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    req = Request([{"role": "user", "content": "hi"}], Decoding(0.7, 0.9, 10), seed=1)
+    key = request_key("llamacpp", "m@1", req)
+    assert cache.get(key) is None
+    cache.put(key, Answer(text="hello", finish_reason="stop", completion_tokens=2))
+    again = ResponseCache(tmp_path / "c.sqlite").get(key)
+    assert again.text == "hello" and again.cached and again.completion_tokens == 2
+    other = Request(req.messages, Decoding(0.8, 0.9, 10), seed=1)
+    assert request_key("llamacpp", "m@1", other) != key
+    assert request_key("llamacpp", "m@2", req) != key

@@ -1,0 +1,111 @@
+"""The tiny configuration end to end: `snakemake results/eval.csv` on real models and data.
+
+The workflow runs in a copy of the project (so results/ and the teacher cache
+start empty) with ../shared beside it, exactly as a user would run it.
+"""
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, SHARED
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not present"),
+]
+
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "config", "profiles", "envs", "src"]
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("wf")
+    project = base / "herd"
+    project.mkdir()
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, project / name)
+    (base / "shared").symlink_to(SHARED.parent)
+    proc = snakemake(project, "results/eval.csv", "--configfile", "config/tiny.yaml")
+    if proc.returncode != 0:
+        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((project / "logs").rglob("*.log")))
+        pytest.fail(f"tiny workflow failed:\n{proc.stderr[-5000:]}\n{logs}")
+    return project
+
+
+def test_eval_table_has_every_student_variant_task_and_metric(tiny_run):
+    table = pd.read_csv(tiny_run / "results/eval.csv")
+    for col in ["student", "variant", "task", "metric", "value", "n", "model_size_mb", "status"]:
+        assert col in table.columns
+    assert set(table["student"]) == {"smollm2-135m", "t5-tiny"}
+    assert set(table["variant"]) == {"pytorch", "onnx-int8"}
+    for (student, variant), group in table.groupby(["student", "variant"]):
+        acc = group[group["metric"] == "acc"]
+        assert set(acc["task"]) == {"arc_easy", "boolq", "piqa"}, (student, variant)
+        assert (acc["n"] == 5).all() and acc["value"].between(0, 1).all()
+        assert (acc["status"] == "ok").all()
+        rouge = group[group["task"] == "teacher_rougeL"]
+        assert len(rouge) == 1 and 0 <= rouge["value"].iloc[0] <= 1 and rouge["n"].iloc[0] >= 1
+    sizes = table.groupby(["student", "variant"])["model_size_mb"].first()
+    for student in ["smollm2-135m", "t5-tiny"]:
+        assert sizes[(student, "onnx-int8")] < sizes[(student, "pytorch")]
+    assert sizes[("smollm2-135m", "pytorch")] > 400  # the real 135M model, in fp32
+
+
+def test_data_artifacts(tiny_run):
+    import datasets
+
+    r = tiny_run / "results"
+    stats = json.loads((r / "filter/stats.json").read_text())
+    assert stats["input"] == stats["kept"] + stats["dropped"] and stats["kept"] > 0
+    assert sum(stats["dropped_by_reason"].values()) == stats["dropped"]
+    excluded = [json.loads(line) for line in (r / "filter/exclusions.jsonl").read_text().splitlines()]
+    assert len(excluded) == stats["dropped"] and all(e["reason"] for e in excluded)
+
+    ds = datasets.load_dataset("parquet", data_files={"train": str(r / "dataset/train.parquet"),
+                                                      "validation": str(r / "dataset/validation.parquet")})
+    assert {"instruction", "response", "instruction_source"} <= set(ds["train"].column_names)
+    assert len(ds["validation"]) >= 1
+    sources = set(ds["train"]["instruction_source"]) | set(ds["validation"]["instruction_source"])
+    assert sources <= {"self_instruct_without_topic", "self_instruct_with_topic"}
+    assert all(resp.strip() for resp in ds["train"]["response"])
+
+    summary = json.loads((r / "diversity/summary.json").read_text())
+    assert summary["seeds"] == 175 and "seed" in summary["per_source"]
+    assert (r / "diversity/map.png").read_bytes()[:4] == b"\x89PNG"
+
+    for student in ["smollm2-135m", "t5-tiny"]:
+        parity = json.loads((r / f"export/{student}/parity.json").read_text())
+        assert parity["fp32"]["passed"] and parity["fp32"]["max_abs_diff"] <= 1e-3
+        metrics = json.loads((r / f"students/{student}/metrics.json").read_text())
+        assert metrics["steps"] == 2 and all(math.isfinite(x) for x in metrics["train_loss"])
+
+
+def test_rerun_is_a_no_op_and_teacher_answers_are_cached(tiny_run):
+    proc = snakemake(tiny_run, "results/eval.csv", "--configfile", "config/tiny.yaml", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    shard = json.loads((tiny_run / "results/responses/0.stats.json").read_text())
+    assert shard["teacher"]["generated"] + shard["teacher"]["cached"] == shard["requests"]
+    assert (tiny_run / ".herd-cache/teacher.sqlite").exists()
+
+
+def test_bad_config_key_stops_before_any_job(tiny_run, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("responses:\n  shards: 2\n  max_token: 10\n")
+    proc = snakemake(tiny_run, "results/eval.csv", "--configfile", "config/tiny.yaml", str(bad), "--dry-run")
+    assert proc.returncode != 0
+    assert "responses: Additional properties are not allowed ('max_token' was unexpected)" in proc.stdout + proc.stderr
