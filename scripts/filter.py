@@ -2,11 +2,15 @@
 import logging
 
 from herd import filters, io, logs, sources
+from herd.prompts import format_seed
 
 logs.to_file(snakemake.log[0])
 params = snakemake.params
-seeds = [s.instruction for spec in params.seed_tasks
-         for s in sources.load_seeds(spec["path"], spec["format"], spec["source"])]
+# references: each seed as an instruction and as shown to the teacher (instruction:input),
+# so that a copied seed is caught with or without its input
+seeds = sorted({text for spec in params.seed_tasks
+                for s in sources.load_seeds(spec["path"], spec["format"], spec["source"])
+                for text in (s.instruction, format_seed(s.instruction, s.input))})
 records = sorted((r for path in snakemake.input.shards for r in io.read_jsonl(path)),
                  key=lambda r: r["id"])
 kept, excluded, stats = filters.apply_filters(records, filters.build_steps(params.cfg, seeds))

@@ -8,7 +8,7 @@ seeds = [s for spec in params.seed_tasks
          for s in sources.load_seeds(spec["path"], spec["format"], spec["source"])]
 topics = sources.load_topics(snakemake.input.topics, "text")
 teacher = make_teacher(params.teacher["teacher"], io.read_json(snakemake.input.manifest),
-                       snakemake.input.model, snakemake.threads)
+                       snakemake.input.get("model"), snakemake.threads)
 records, stats = instructions.generate_shard(
     snakemake.wildcards.kind, seeds, topics, params.cfg, params.teacher["seed"],
     int(snakemake.wildcards.shard), teacher)

@@ -7,7 +7,7 @@ params = snakemake.params
 records = responses.shard_records(io.read_jsonl(snakemake.input.instructions),
                                   params.cfg["shards"], int(snakemake.wildcards.shard))
 teacher = make_teacher(params.teacher["teacher"], io.read_json(snakemake.input.manifest),
-                       snakemake.input.model, snakemake.threads)
+                       snakemake.input.get("model"), snakemake.threads)
 rows, failed, stats = responses.answer_shard(records, params.cfg, params.teacher["seed"], teacher)
 stats["failed_requests"] = failed
 io.write_jsonl(snakemake.output.records, rows)

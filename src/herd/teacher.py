@@ -179,13 +179,28 @@ class LlamaCppTeacher(Teacher):
         )
 
 
-def make_teacher(cfg: dict, manifest: dict, gguf_path: str | Path, threads: int) -> Teacher:
-    """Build the configured teacher. `manifest` identifies the model file (its sha256)."""
+def make_teacher(cfg: dict, manifest: dict, gguf_path: str | Path | None, threads: int) -> Teacher:
+    """Build the configured teacher. `manifest` identifies the model (a GGUF file's sha256)."""
+    import os
+
     backend = cfg["backend"]
     cache = ResponseCache(Path(cfg["cache_dir"]) / "teacher.sqlite")
     if backend == "llamacpp":
         model_id = f"{manifest['name']}@{manifest['sha256']}"
         return LlamaCppTeacher(gguf_path, model_id, cache, n_ctx=cfg["n_ctx"], threads=threads)
+    if backend == "openai":
+        from herd.openai_teacher import OpenAITeacher
+
+        key_env = cfg["api_key_env"]
+        api_key = os.environ.get(key_env) if key_env else None
+        if key_env and not api_key:
+            raise RuntimeError(f"teacher.api_key_env: the environment variable {key_env} is not set")
+        return OpenAITeacher(cfg["base_url"], cfg["model"], api_key, cache,
+                             max_in_flight=cfg["max_in_flight"],
+                             requests_per_minute=cfg["requests_per_minute"],
+                             tokens_per_minute=cfg["tokens_per_minute"],
+                             timeout_s=cfg["timeout_s"], max_retries=cfg["max_retries"],
+                             model_id=cfg["model_id"])
     raise ValueError(f"teacher.backend: unknown backend {backend!r}")
 
 
