@@ -15,6 +15,7 @@ with tempfile.TemporaryDirectory() as work:
         student=wc.student, variant=wc.variant, model_path=snakemake.input.model,
         validation_records=validation, tasks=cfg["benchmarks"], root=cfg["benchmark_root"],
         work_dir=work, limit=cfg["limit"], seed=snakemake.params.seed,
-        max_new_tokens=cfg["max_new_tokens"], prompt_fn=student_prompt)
+        max_new_tokens=cfg["max_new_tokens"], prompt_fn=student_prompt,
+        threads=snakemake.threads)
 with atomic_path(snakemake.output[0]) as tmp:
     pd.DataFrame(rows).to_csv(tmp, index=False)

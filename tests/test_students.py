@@ -49,3 +49,17 @@ def test_encoder_decoder_trains(tmp_path, tiny_t5):
     assert metrics["architecture"] == "encoder-decoder"
     assert metrics["steps"] == 16  # 16 rows / batch 2 = 8 steps an epoch, 2 epochs
     assert metrics["val_loss_after"] < metrics["val_loss_before"]
+
+
+def test_gguf_conversion_keeps_the_real_end_token(tmp_path, smollm2_gguf):
+    from transformers import AutoConfig
+
+    from herd.assets import convert_gguf
+
+    out = tmp_path / "smollm2"
+    convert_gguf(smollm2_gguf, out)
+    tok = AutoTokenizer.from_pretrained(out)
+    cfg = AutoConfig.from_pretrained(out)
+    assert tok.eos_token == "<|im_end|>" and tok.eos_token_id == cfg.eos_token_id
+    assert tok.pad_token_id is not None and tok.pad_token_id != tok.bos_token_id
+    assert "quantization_config" not in cfg.to_dict()

@@ -135,6 +135,25 @@ def _clean_config(model_dir: Path) -> None:
     cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
+def _align_special_tokens(tok, model) -> None:
+    """Make the tokenizer's EOS the model's, and give it a pad token.
+
+    Tokenizers rebuilt from GGUF metadata can name the BOS token as EOS too
+    (SmolLM2: both `<|im_start|>`), while the model config has the real end
+    token; training would then teach the student to stop on the wrong token.
+    """
+    eos_id = model.config.eos_token_id
+    if isinstance(eos_id, list):
+        eos_id = eos_id[0]
+    if eos_id is not None and tok.eos_token_id != eos_id:
+        tok.eos_token = tok.convert_ids_to_tokens(eos_id)
+    if tok.pad_token is None or tok.pad_token_id == tok.bos_token_id:
+        tok.pad_token = tok.eos_token
+    model.config.pad_token_id = tok.pad_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+
+
 def convert_gguf(gguf_path: Path, output: Path) -> None:
     """Dequantize a GGUF model into a Hugging Face checkpoint directory."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -143,9 +162,7 @@ def convert_gguf(gguf_path: Path, output: Path) -> None:
     with atomic_dir(output) as tmp:
         tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        model.config.pad_token_id = tok.pad_token_id
+        _align_special_tokens(tok, model)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         _clean_config(tmp)

@@ -377,14 +377,15 @@ def rouge_vs_teacher(model, tokenizer, records: list[dict], prompt_fn: Callable[
 
 def evaluate_student(student: str, variant: str, model_path: Path, validation_records: list[dict],
                      tasks: list[str], root: Path | None, work_dir: Path, limit: int | None, seed: int,
-                     max_new_tokens: int, prompt_fn: Callable[[str], str]) -> list[dict]:
+                     max_new_tokens: int, prompt_fn: Callable[[str], str],
+                     threads: int = NUM_THREADS) -> list[dict]:
     """All evaluation rows of one student variant, with the columns in COLUMNS.
 
     Benchmark rows come from `run_benchmarks`; one more row (task
     "teacher_rougeL", metric "rougeL_f1") scores the held-out records.
     """
     started = time.monotonic()
-    model, tokenizer = load_variant(variant, model_path)
+    model, tokenizer = load_variant(variant, model_path, threads=threads)
     size_mb = dir_size_mb(model_path)
     rows = run_benchmarks(model, tokenizer, tasks, root, Path(work_dir), limit, seed)
     if validation_records:
