@@ -14,6 +14,7 @@ SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=SRC)
 import herd.config  # noqa: E402
+import herd.cost  # noqa: E402
 
 configfile: "config.yaml"
 
@@ -28,9 +29,19 @@ if config["teacher"]["backend"] == "openai" and config["teacher"]["api_key_env"]
     envvars:
         config["teacher"]["api_key_env"],
 
+# A paid teacher: print the plan and refuse to start above the budget, before any job.
+if herd.cost.price(config["teacher"]) != herd.cost.FREE:
+    _plan = herd.cost.plan_from_config(config)
+    print(herd.cost.format_plan(_plan), file=sys.stderr)
+    try:
+        herd.cost.check_budget(_plan)
+    except ValueError as err:
+        raise WorkflowError(str(err))
+
 
 include: "rules/common.smk"
 include: "rules/assets.smk"
+include: "rules/plan.smk"
 include: "rules/topics.smk"
 include: "rules/instructions.smk"
 include: "rules/filter.smk"

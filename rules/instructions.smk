@@ -9,6 +9,7 @@ rule instructions:
     output:
         records="results/instructions/{kind}/{shard}.jsonl",
         stats="results/instructions/{kind}/{shard}.stats.json",
+        ledger="results/instructions/{kind}/{shard}.ledger.jsonl",
     log:
         "logs/instructions/{kind}/{shard}.log",
     benchmark:

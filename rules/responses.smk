@@ -8,6 +8,7 @@ rule responses:
     output:
         records="results/responses/{shard}.jsonl",
         stats="results/responses/{shard}.stats.json",
+        ledger="results/responses/{shard}.ledger.jsonl",
     log:
         "logs/responses/{shard}.log",
     benchmark:

@@ -1,5 +1,5 @@
 """Generate one shard of instructions with the teacher."""
-from herd import instructions, io, logs, sources
+from herd import cost, instructions, io, logs, sources
 from herd.teacher import make_teacher
 
 logs.to_file(snakemake.log[0])
@@ -9,8 +9,9 @@ seeds = [s for spec in params.seed_tasks
 topics = sources.load_topics(snakemake.input.topics, "text")
 teacher = make_teacher(params.teacher["teacher"], io.read_json(snakemake.input.manifest),
                        snakemake.input.get("model"), snakemake.threads)
-records, stats = instructions.generate_shard(
+records, stats, ledger = instructions.generate_shard(
     snakemake.wildcards.kind, seeds, topics, params.cfg, params.teacher["seed"],
-    int(snakemake.wildcards.shard), teacher)
+    int(snakemake.wildcards.shard), teacher, cost.price(params.teacher["teacher"]))
+io.write_jsonl(snakemake.output.ledger, ledger)
 io.write_jsonl(snakemake.output.records, records)
 io.write_json(snakemake.output.stats, stats)

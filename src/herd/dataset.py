@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from herd.io import atomic_path, write_jsonl, write_text
+from herd.io import atomic_path, write_jsonl
 from herd.rng import derive_seed
 
 log = logging.getLogger(__name__)

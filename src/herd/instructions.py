@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 
+from herd import cost
 from herd.prompts import format_seed, parse_generation, render_generation
 from herd.rng import derive_seed, rng_for
 from herd.sources import Seed
@@ -52,10 +53,13 @@ def build_requests(kind: str, seeds: list[Seed], topics: list[str], cfg: dict,
 
 
 def generate_shard(kind: str, seeds: list[Seed], topics: list[str], cfg: dict,
-                   seed: int, shard: int, teacher: Teacher) -> tuple[list[dict], dict]:
-    """Generate one shard; return (records sorted by id, statistics)."""
+                   seed: int, shard: int, teacher: Teacher,
+                   usd_per_m: dict | None = None) -> tuple[list[dict], dict, list[dict]]:
+    """Generate one shard; return (records sorted by id, statistics, cost ledger)."""
     planned = build_requests(kind, seeds, topics, cfg, seed, shard)
-    answers = teacher.answer([r for _, r, _ in planned], desc=f"instructions/{kind}/{shard}")
+    requests = [r for _, r, _ in planned]
+    answers = teacher.answer(requests, desc=f"instructions/{kind}/{shard}")
+    ledger = cost.ledger_rows(teacher, requests, answers, "instructions", usd_per_m or cost.FREE)
     check_failures(answers, cfg["max_failed_fraction"], f"instructions/{kind} shard {shard}")
     records, rejected = [], Counter()
     for (idx, _, shown), ans in zip(planned, answers):
@@ -79,8 +83,9 @@ def generate_shard(kind: str, seeds: list[Seed], topics: list[str], cfg: dict,
         "instructions": len(records),
         "rejected_fragments": dict(sorted(rejected.items())),
         "teacher": dict(teacher.stats),
+        "cost": cost.summarize(ledger),
     }
     log.info("instructions/%s shard %d: %d prompts -> %d instructions, rejected %s, %.1fs (%d cached)",
              kind, shard, len(planned), len(records), dict(rejected),
              teacher.stats["seconds"], teacher.stats["cached"])
-    return records, stats
+    return records, stats, ledger

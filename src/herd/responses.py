@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from herd import cost
 from herd.prompts import render_response
 from herd.rng import derive_seed
 from herd.teacher import Decoding, Request, Teacher, check_failures
@@ -17,8 +18,9 @@ def shard_records(records: list[dict], n_shards: int, shard: int) -> list[dict]:
     return [r for i, r in enumerate(sorted(records, key=lambda r: r["id"])) if i % n_shards == shard]
 
 
-def answer_shard(records: list[dict], cfg: dict, seed: int, teacher: Teacher) -> tuple[list[dict], list[dict], dict]:
-    """Answer `records`; return (answered rows, failed requests, statistics).
+def answer_shard(records: list[dict], cfg: dict, seed: int, teacher: Teacher,
+                 usd_per_m: dict | None = None) -> tuple[list[dict], list[dict], dict, list[dict]]:
+    """Answer `records`; return (answered rows, failed requests, statistics, cost ledger).
 
     A request that fails is reported with its error and left out of the rows:
     it is never written as an empty response.
@@ -30,6 +32,7 @@ def answer_shard(records: list[dict], cfg: dict, seed: int, teacher: Teacher) ->
         for r in records
     ]
     answers = teacher.answer(requests, desc="responses")
+    ledger = cost.ledger_rows(teacher, requests, answers, "responses", usd_per_m or cost.FREE)
     check_failures(answers, cfg["max_failed_fraction"], "responses")
     rows, failed = [], []
     for rec, ans in zip(records, answers):
@@ -45,8 +48,8 @@ def answer_shard(records: list[dict], cfg: dict, seed: int, teacher: Teacher) ->
             "completion_tokens": ans.completion_tokens,
         })
     stats = {"requests": len(records), "answered": len(rows), "failed": len(failed),
-             "teacher": dict(teacher.stats)}
+             "teacher": dict(teacher.stats), "cost": cost.summarize(ledger)}
     log.info("responses: %d answered, %d failed, %.1fs (%d from cache), %d completion tokens",
              len(rows), len(failed), teacher.stats["seconds"], teacher.stats["cached"],
              teacher.stats["completion_tokens"])
-    return rows, failed, stats
+    return rows, failed, stats, ledger
