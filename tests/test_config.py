@@ -45,3 +45,11 @@ def test_duplicate_student_names():
 def test_code_version_changes_with_module():
     assert code_version("filters") != code_version("prompts")
     assert len(code_version("filters", "prompts")) == 12
+
+
+def test_command_line_strings_become_numbers_where_the_schema_says():
+    cfg = validate({"teacher": {"max_budget_usd": "5", "batch": "true"}, "eval": {"limit": "null"}})
+    assert cfg["teacher"]["max_budget_usd"] == 5 and cfg["teacher"]["batch"] is True
+    assert cfg["eval"]["limit"] is None
+    with pytest.raises(ConfigError, match=r"responses.shards: 'two' is not of type 'integer'"):
+        validate({"responses": {"shards": "two"}})

@@ -46,10 +46,30 @@ def _where(error) -> str:
     return path or "(top level)"
 
 
+def _coerce_strings(config: dict, validator) -> None:
+    """Values given on the command line (`--config a='{b: 5}'`) reach us as strings:
+    read a string as YAML where the schema wants a number or a boolean."""
+    for error in validator.iter_errors(config):
+        if error.validator != "type" or not isinstance(error.instance, str) or not error.absolute_path:
+            continue
+        try:
+            value = yaml.safe_load(error.instance)
+        except yaml.YAMLError:
+            continue
+        if isinstance(value, (int, float, bool)) or value is None:
+            *parents, last = error.absolute_path
+            target = config
+            for part in parents:
+                target = target[part]
+            target[last] = value
+
+
 def validate(config: dict, schema_path: Path = SCHEMA, source: str = "config") -> dict:
     """Fill defaults into `config` in place and check it; raise ConfigError naming the key."""
     schema = yaml.safe_load(Path(schema_path).read_text())
-    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    validator = _Validator(schema)
+    _coerce_strings(config, validator)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  {_where(e)}: {e.message}" for e in errors]
         raise ConfigError(f"{source}: invalid configuration\n" + "\n".join(lines))

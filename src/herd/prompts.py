@@ -28,7 +28,8 @@ _TOPIC_LINE = (
 )
 
 _GENERATION_ASK = (
-    "Write {n} new tasks. They must differ from the samples and from each other: "
+    "Write {n} new tasks. Do not copy or reword the samples: they only show the style. "
+    "The new tasks must differ from the samples and from each other: "
     "vary the subject, the kind of task (question, explanation, rewriting, "
     "classification, brainstorming, advice, calculation, comparison) and the length. "
     "Each task is one self-contained instruction, phrased as an imperative sentence "

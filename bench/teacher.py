@@ -1,0 +1,106 @@
+"""Teacher throughput, as ratios measured in one run (no absolute targets).
+
+1. client: herd's async OpenAI-compatible client against a plain sequential
+   loop of the `openai` SDK, both against the same local server that answers
+   every request after a fixed latency. The server's capacity for a client
+   keeping C requests in flight is C / latency; the goal is >= 0.9 of it.
+2. engine: the default local engine (llama.cpp, in process) against
+   transformers `generate` on the same GGUF file, in generated tokens per
+   second; the goal is >= 10x.
+
+Usage: python bench/teacher.py [--requests 200] [--latency 0.05] [--in-flight 16]
+                               [--tokens 48] [--skip-engine]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the loopback test server
+
+from fault_server import FaultServer  # noqa: E402
+
+from herd.teacher import Decoding, Request, ResponseCache  # noqa: E402
+
+PROMPT = "Explain in two sentences why the sea is salty."
+
+
+def bench_client(n: int, latency: float, in_flight: int) -> dict:
+    import openai
+
+    from herd.openai_teacher import OpenAITeacher
+
+    reqs = [Request([{"role": "user", "content": f"{PROMPT} ({i})"}], Decoding(max_tokens=16), seed=i)
+            for i in range(n)]
+    with FaultServer(latency=latency) as server, tempfile.TemporaryDirectory() as tmp:
+        sdk = openai.OpenAI(base_url=server.base_url, api_key="bench", max_retries=0)
+        start = time.perf_counter()
+        for r in reqs:
+            sdk.chat.completions.create(model="m", messages=r.messages, max_tokens=16, seed=r.seed)
+        sequential = n / (time.perf_counter() - start)
+
+        teacher = OpenAITeacher(server.base_url, "m", None, ResponseCache(Path(tmp) / "c.sqlite"),
+                                max_in_flight=in_flight)
+        start = time.perf_counter()
+        answers = teacher.answer(reqs, desc="bench")
+        ours = n / (time.perf_counter() - start)
+        assert all(a.ok for a in answers)
+    capacity = in_flight / latency
+    return {"sequential_rps": sequential, "herd_rps": ours, "capacity_rps": capacity,
+            "herd_vs_capacity": ours / capacity, "herd_vs_sequential": ours / sequential}
+
+
+def bench_engine(gguf: Path, tokens: int) -> dict:
+    import torch
+    from llama_cpp import Llama
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(2)
+    llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=2, verbose=False)
+    llm.create_completion(PROMPT, max_tokens=4)  # warm up
+    start = time.perf_counter()
+    out = llm.create_completion(PROMPT, max_tokens=tokens, temperature=0.0)
+    llama_tps = out["usage"]["completion_tokens"] / (time.perf_counter() - start)
+
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.float32)
+    ids = tok(PROMPT, return_tensors="pt")
+    model.generate(**ids, max_new_tokens=4, do_sample=False)  # warm up
+    start = time.perf_counter()
+    gen = model.generate(**ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
+    hf_tps = (gen.shape[1] - ids["input_ids"].shape[1]) / (time.perf_counter() - start)
+    return {"llamacpp_tps": llama_tps, "transformers_tps": hf_tps, "ratio": llama_tps / hf_tps}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--latency", type=float, default=0.05)
+    ap.add_argument("--in-flight", type=int, default=16)
+    ap.add_argument("--tokens", type=int, default=48)
+    ap.add_argument("--gguf", type=Path, default=ROOT / "results/teacher_model/model.gguf")
+    ap.add_argument("--skip-engine", action="store_true")
+    args = ap.parse_args()
+
+    c = bench_client(args.requests, args.latency, args.in_flight)
+    print(f"client: {args.requests} requests, {args.latency * 1000:.0f} ms each, {args.in_flight} in flight")
+    print(f"  openai SDK sequential {c['sequential_rps']:.1f} req/s; herd {c['herd_rps']:.1f} req/s; "
+          f"server capacity {c['capacity_rps']:.1f} req/s")
+    print(f"  ratio herd / capacity   = {c['herd_vs_capacity']:.2f}  (goal >= 0.9)")
+    print(f"  ratio herd / sequential = {c['herd_vs_sequential']:.1f}x")
+    if not args.skip_engine:
+        if not args.gguf.exists():
+            sys.exit(f"{args.gguf} not found: build it with `snakemake --cores 2 results/teacher_model/model.gguf`")
+        e = bench_engine(args.gguf, args.tokens)
+        print(f"engine: {args.gguf.name}, {args.tokens} new tokens, greedy, 2 threads")
+        print(f"  llama.cpp {e['llamacpp_tps']:.1f} tok/s; transformers generate {e['transformers_tps']:.1f} tok/s")
+        print(f"  ratio llama.cpp / transformers = {e['ratio']:.1f}x  (goal >= 10)")
+
+
+if __name__ == "__main__":
+    main()
