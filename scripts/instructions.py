@@ -8,7 +8,8 @@ seeds = [s for spec in params.seed_tasks
          for s in sources.load_seeds(spec["path"], spec["format"], spec["source"])]
 topics = sources.load_topics(snakemake.input.topics, "text")
 teacher = make_teacher(params.teacher["teacher"], io.read_json(snakemake.input.manifest),
-                       snakemake.input.get("model"), snakemake.threads)
+                       snakemake.input.get("model"), snakemake.threads,
+                       job=f"instructions-{snakemake.wildcards.kind}-{snakemake.wildcards.shard}")
 records, stats, ledger = instructions.generate_shard(
     snakemake.wildcards.kind, seeds, topics, params.cfg, params.teacher["seed"],
     int(snakemake.wildcards.shard), teacher, cost.price(params.teacher["teacher"]))

@@ -7,7 +7,8 @@ params = snakemake.params
 records = responses.shard_records(io.read_jsonl(snakemake.input.instructions),
                                   params.cfg["shards"], int(snakemake.wildcards.shard))
 teacher = make_teacher(params.teacher["teacher"], io.read_json(snakemake.input.manifest),
-                       snakemake.input.get("model"), snakemake.threads)
+                       snakemake.input.get("model"), snakemake.threads,
+                       job=f"responses-{snakemake.wildcards.shard}")
 rows, failed, stats, ledger = responses.answer_shard(
     records, params.cfg, params.teacher["seed"], teacher, cost.price(params.teacher["teacher"]))
 io.write_jsonl(snakemake.output.ledger, ledger)

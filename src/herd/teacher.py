@@ -179,8 +179,10 @@ class LlamaCppTeacher(Teacher):
         )
 
 
-def make_teacher(cfg: dict, manifest: dict, gguf_path: str | Path | None, threads: int) -> Teacher:
-    """Build the configured teacher. `manifest` identifies the model (a GGUF file's sha256)."""
+def make_teacher(cfg: dict, manifest: dict, gguf_path: str | Path | None, threads: int,
+                 job: str = "teacher") -> Teacher:
+    """Build the configured teacher. `manifest` identifies the model (a GGUF file's sha256);
+    `job` names the calling job (its Batch API state file)."""
     import os
 
     backend = cfg["backend"]
@@ -195,6 +197,14 @@ def make_teacher(cfg: dict, manifest: dict, gguf_path: str | Path | None, thread
         api_key = os.environ.get(key_env) if key_env else None
         if key_env and not api_key:
             raise RuntimeError(f"teacher.api_key_env: the environment variable {key_env} is not set")
+        if cfg["batch"]:
+            from herd.openai_batch import OpenAIBatchTeacher
+
+            return OpenAIBatchTeacher(cfg["base_url"], cfg["model"], api_key, cache,
+                                      state_path=Path(cfg["cache_dir"]) / "batches" / f"{job}.json",
+                                      poll_interval_s=cfg["poll_interval_s"], wait=cfg["batch_wait"],
+                                      timeout_s=cfg["timeout_s"], max_retries=cfg["max_retries"],
+                                      model_id=cfg["model_id"])
         return OpenAITeacher(cfg["base_url"], cfg["model"], api_key, cache,
                              max_in_flight=cfg["max_in_flight"],
                              requests_per_minute=cfg["requests_per_minute"],
