@@ -2,7 +2,7 @@
 # The teacher's file is checked by its sha256, so it has no code rerun trigger: rebuilding
 # it would only touch its mtime and rerun every generating job.
 
-if config["teacher"]["backend"] == "llamacpp":
+if teacher_uses_gguf():
 
     rule teacher_model:
         output:
@@ -12,7 +12,7 @@ if config["teacher"]["backend"] == "llamacpp":
             "logs/teacher_model/teacher_model.log",
         params:
             model=config["teacher"]["model"],
-            backend="llamacpp",
+            backend="gguf",
         conda:
             "../envs/herd.yaml"
         script:

@@ -55,10 +55,19 @@ def instruction_params(wildcards):
     return cfg
 
 
+def teacher_uses_gguf():
+    """In-process teachers run a packaged GGUF file or a .gguf path, assembled as a target."""
+    from herd.assets import PACKAGED
+
+    t = config["teacher"]
+    return t["backend"] == "llamacpp" or (
+        t["backend"] == "transformers" and (t["model"] in PACKAGED or t["model"].endswith(".gguf")))
+
+
 def teacher_inputs():
     """The teacher's manifest, and its GGUF file when it runs in process."""
     files = {"manifest": "results/teacher_model/manifest.json"}
-    if config["teacher"]["backend"] == "llamacpp":
+    if teacher_uses_gguf():
         files["model"] = "results/teacher_model/model.gguf"
     return files
 

