@@ -29,6 +29,9 @@ if config["teacher"]["backend"] == "openai" and config["teacher"]["api_key_env"]
     envvars:
         config["teacher"]["api_key_env"],
 
+    if not os.environ[config["teacher"]["api_key_env"]].strip():
+        raise WorkflowError(f"teacher.api_key_env: the environment variable {config['teacher']['api_key_env']} is empty")
+
 # A paid teacher: print the plan and refuse to start above the budget, before any job.
 if herd.cost.price(config["teacher"]) != herd.cost.FREE:
     _plan = herd.cost.plan_from_config(config)

@@ -1,4 +1,8 @@
 """Shared fixtures: real tiny models built from the packaged SmolLM2 tokenizer."""
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +46,24 @@ def tiny_t5(tmp_path_factory, tokenizer_dir) -> Path:
     build_scratch("t5", {"d_model": 32, "d_ff": 64, "num_layers": 2, "num_decoder_layers": 2,
                          "num_heads": 2, "d_kv": 16}, str(tokenizer_dir), out, seed=0)
     return out
+
+
+WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "config", "profiles", "envs", "src"]
+
+
+def copy_project(base: Path) -> Path:
+    """The workflow copied into `base/herd`, with ../shared beside it, as a user's checkout."""
+    project = base / "herd"
+    project.mkdir()
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, project / name)
+    if SHARED.exists():
+        (base / "shared").symlink_to(SHARED.parent)
+    return project
+
+
+def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})})

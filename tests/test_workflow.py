@@ -5,40 +5,20 @@ start empty) with ../shared beside it, exactly as a user would run it.
 """
 import json
 import math
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from conftest import ROOT, SHARED
+from conftest import SHARED, copy_project, snakemake
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not present"),
 ]
 
-WORKFLOW_FILES = ["Snakefile", "config.yaml", "rules", "scripts", "config", "profiles", "envs", "src"]
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("wf")
-    project = base / "herd"
-    project.mkdir()
-    for name in WORKFLOW_FILES:
-        src = ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, project / name)
-    (base / "shared").symlink_to(SHARED.parent)
+    project = copy_project(tmp_path_factory.mktemp("wf"))
     proc = snakemake(project, "results/eval.csv", "--configfile", "config/tiny.yaml")
     if proc.returncode != 0:
         logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((project / "logs").rglob("*.log")))
