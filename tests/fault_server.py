@@ -57,6 +57,8 @@ from typing import Callable, Collection
 
 import pytest
 
+from herd.teacher import Decoding, Request
+
 CHAT_PATH = "/v1/chat/completions"
 BATCH_ENDS = ("completed", "expired", "cancelled", "failed")
 BATCH_LINE_ERRORS = {  # status -> (code, message) of each line a batch ending so never ran
@@ -443,3 +445,13 @@ def fault_server():
     yield start
     for server in servers:
         server.stop()
+
+
+CHAT_DECODING = Decoding(temperature=0.5, top_p=0.9, max_tokens=16)
+
+
+def requests_for(contents: list[str]) -> list[Request]:
+    """One chat request per content, as the client tests send them."""
+    return [Request(messages=[{"role": "system", "content": "Be concise."},
+                              {"role": "user", "content": c}], decoding=CHAT_DECODING, seed=7)
+            for c in contents]

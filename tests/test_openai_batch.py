@@ -5,34 +5,20 @@ import logging
 import math
 
 import pytest
-from fault_server import CLOSE, FaultServer, expected_answer, fault_server, status  # noqa: F401
+from fault_server import CLOSE, FaultServer, expected_answer, fault_server, requests_for, status  # noqa: F401
 
 from herd import openai_batch
 from herd.io import read_json
 from herd.openai_batch import BatchError, BatchesPending, OpenAIBatchTeacher, split_lines
 from herd.openai_teacher import OpenAITeacher
-from herd.teacher import Decoding, Request, ResponseCache, request_key
+from herd.teacher import ResponseCache, request_key
 
 KEY = "sk-test-DO-NOT-LEAK-batch-4e1d"
 WRONG_KEY = "sk-wrong-ALSO-SECRET-batch-9a0b"
-DECODING = Decoding(temperature=0.5, top_p=0.9, max_tokens=16)
 
 
 class Killed(Exception):
     """Stands for the process being killed at a chosen point."""
-
-
-def requests_for(contents: list[str]) -> list[Request]:
-    return [Request(messages=[{"role": "system", "content": "Be concise."},
-                              {"role": "user", "content": c}], decoding=DECODING, seed=7)
-            for c in contents]
-
-
-@pytest.fixture
-def cache(tmp_path):
-    c = ResponseCache(tmp_path / "cache" / "teacher.sqlite")
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -6,27 +6,13 @@ import random
 import time
 
 import pytest
-from fault_server import CLOSE, HANG, TRUNCATE, FaultServer, expected_answer, fault_server, ok, status  # noqa: F401
+from fault_server import CLOSE, HANG, TRUNCATE, FaultServer, expected_answer, fault_server, ok, requests_for, status  # noqa: F401
 
 from herd.openai_teacher import OpenAITeacher, TokenBucket, parse_duration, retry_after_s
-from herd.teacher import Decoding, Request, ResponseCache, request_key
+from herd.teacher import ResponseCache, request_key
 
 KEY = "sk-test-DO-NOT-LEAK-7f3a9c"
 WRONG_KEY = "sk-wrong-ALSO-SECRET-1b2c"
-DECODING = Decoding(temperature=0.5, top_p=0.9, max_tokens=16)
-
-
-def requests_for(contents: list[str]) -> list[Request]:
-    return [Request(messages=[{"role": "system", "content": "Be concise."},
-                              {"role": "user", "content": c}], decoding=DECODING, seed=7)
-            for c in contents]
-
-
-@pytest.fixture
-def cache(tmp_path):
-    c = ResponseCache(tmp_path / "cache" / "teacher.sqlite")
-    yield c
-    c.close()
 
 
 def make_teacher(server: FaultServer, cache: ResponseCache, **kwargs) -> OpenAITeacher:
