@@ -112,6 +112,17 @@ class Teacher:
     def _generate(self, req: Request) -> Answer:
         raise NotImplementedError
 
+    def _count(self, answers: list[Answer], seconds: float) -> None:
+        """Add a finished call's answers to the statistics."""
+        for ans in answers:
+            self.stats["requests"] += 1
+            self.stats["cached"] += ans.cached
+            self.stats["generated"] += ans.ok and not ans.cached
+            self.stats["failed"] += not ans.ok
+            self.stats["prompt_tokens"] += ans.prompt_tokens
+            self.stats["completion_tokens"] += ans.completion_tokens
+        self.stats["seconds"] += seconds
+
     def answer(self, requests: list[Request], desc: str = "teacher") -> list[Answer]:
         answers = []
         start = time.perf_counter()
@@ -126,16 +137,8 @@ class Teacher:
                     ans = Answer(text=None, error=f"{type(exc).__name__}: {exc}")
                 if ans.ok:
                     self.cache.put(key, ans)
-                    self.stats["generated"] += 1
-                else:
-                    self.stats["failed"] += 1
-            else:
-                self.stats["cached"] += 1
-            self.stats["requests"] += 1
-            self.stats["prompt_tokens"] += ans.prompt_tokens
-            self.stats["completion_tokens"] += ans.completion_tokens
             answers.append(ans)
-        self.stats["seconds"] += time.perf_counter() - start
+        self._count(answers, time.perf_counter() - start)
         return answers
 
 
@@ -250,14 +253,44 @@ class TransformersTeacher(Teacher):
                     if ans.ok:
                         self.cache.put(keys[i], ans)
                     answers[i] = ans
-        for ans in answers:
-            self.stats["requests"] += 1
-            self.stats["cached"] += ans.cached
-            self.stats["generated"] += ans.ok and not ans.cached
-            self.stats["failed"] += not ans.ok
-            self.stats["prompt_tokens"] += ans.prompt_tokens
-            self.stats["completion_tokens"] += ans.completion_tokens
-        self.stats["seconds"] += time.perf_counter() - start
+        self._count(answers, time.perf_counter() - start)
+        return answers
+
+
+class VLLMTeacher(Teacher):
+    """vLLM in process, for GPU nodes (optional extra: `pip install vllm`). All uncached
+    requests of a shard go to one `LLM.chat` call; each keeps its own sampling seed."""
+
+    backend = "vllm"
+
+    def __init__(self, model_path: str, model_id: str, cache: ResponseCache):
+        super().__init__(model_id, cache)
+        self.model_path = str(model_path)
+        self._llm = None
+
+    def answer(self, requests: list[Request], desc: str = "teacher") -> list[Answer]:
+        start = time.perf_counter()
+        keys = [request_key(self.backend, self.model_id, r) for r in requests]
+        answers: list[Answer | None] = [self.cache.get(k) for k in keys]
+        todo = [i for i, a in enumerate(answers) if a is None]
+        if todo:
+            try:
+                from vllm import LLM, SamplingParams
+            except ImportError as exc:
+                raise RuntimeError("teacher.backend vllm needs the optional package: pip install vllm") from exc
+            if self._llm is None:
+                self._llm = LLM(model=self.model_path)
+            params = [SamplingParams(temperature=requests[i].decoding.temperature, top_p=requests[i].decoding.top_p,
+                                     max_tokens=requests[i].decoding.max_tokens, seed=requests[i].seed)
+                      for i in todo]
+            outputs = self._llm.chat([requests[i].messages for i in todo], params, use_tqdm=True)
+            for i, out in zip(todo, outputs):
+                gen = out.outputs[0]
+                ans = Answer(text=gen.text, finish_reason=gen.finish_reason,
+                             prompt_tokens=len(out.prompt_token_ids or []), completion_tokens=len(gen.token_ids))
+                self.cache.put(keys[i], ans)
+                answers[i] = ans
+        self._count(answers, time.perf_counter() - start)
         return answers
 
 
@@ -272,6 +305,8 @@ def make_teacher(cfg: dict, manifest: dict, gguf_path: str | Path | None, thread
     if backend == "llamacpp":
         model_id = f"{manifest['name']}@{manifest['sha256']}"
         return LlamaCppTeacher(gguf_path, model_id, cache, n_ctx=cfg["n_ctx"], threads=threads)
+    if backend == "vllm":
+        return VLLMTeacher(cfg["model"], cfg["model_id"] or cfg["model"], cache)
     if backend == "transformers":
         model_id = f"{manifest['name']}@{manifest['sha256']}" if manifest.get("sha256") else cfg["model"]
         return TransformersTeacher(gguf_path or cfg["model"], model_id, cache, batch_size=cfg["batch_size"])
