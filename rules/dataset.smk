@@ -4,6 +4,8 @@
 rule dataset:
     input:
         shards=response_shards(),
+        passthrough="results/seed_rows/passthrough.jsonl",
+        filter_stats="results/filter/stats.json",
         manifest="results/teacher_model/manifest.json",
     output:
         train="results/dataset/train.parquet",
@@ -23,6 +25,7 @@ rule dataset:
             "instruction_decoding": config["instructions"]["decoding"],
             "response_decoding": config["responses"]["decoding"],
         },
+        licences={s["source"]: s["licence"] for s in config["seed_tasks"]},
         code=code_version("dataset"),
     conda:
         "../envs/herd.yaml"

@@ -1,9 +1,10 @@
-# The teacher answers every kept instruction, in shards.
+# The teacher answers every kept instruction and every seed row to re-answer, in shards.
 
 
 rule responses:
     input:
         instructions="results/filter/instructions.jsonl",
+        reanswer="results/seed_rows/reanswer.jsonl",
         **teacher_inputs(),
     output:
         records="results/responses/{shard}.jsonl",

@@ -8,8 +8,7 @@ logs.to_file(snakemake.log[0])
 params = snakemake.params
 # references: each seed as an instruction and as shown to the teacher (instruction:input),
 # so that a copied seed is caught with or without its input
-seeds = sorted({text for spec in params.seed_tasks
-                for s in sources.load_seeds(spec["path"], spec["format"], spec["source"])
+seeds = sorted({text for s in sources.load_seed_tasks(params.seed_tasks)
                 for text in (s.instruction, format_seed(s.instruction, s.input))})
 records = sorted((r for path in snakemake.input.shards for r in io.read_jsonl(path)),
                  key=lambda r: r["id"])

@@ -4,8 +4,7 @@ from herd.teacher import make_teacher
 
 logs.to_file(snakemake.log[0])
 params = snakemake.params
-seeds = [s for spec in params.seed_tasks
-         for s in sources.load_seeds(spec["path"], spec["format"], spec["source"])]
+seeds = sources.load_seed_tasks(params.seed_tasks)
 topics = sources.load_topics(snakemake.input.topics, "text")
 teacher = make_teacher(params.teacher["teacher"], io.read_json(snakemake.input.manifest),
                        snakemake.input.get("model"), snakemake.threads,

@@ -4,8 +4,8 @@ from herd.teacher import make_teacher
 
 logs.to_file(snakemake.log[0])
 params = snakemake.params
-records = responses.shard_records(io.read_jsonl(snakemake.input.instructions),
-                                  params.cfg["shards"], int(snakemake.wildcards.shard))
+prompts = io.read_jsonl(snakemake.input.instructions) + io.read_jsonl(snakemake.input.reanswer)
+records = responses.shard_records(prompts, params.cfg["shards"], int(snakemake.wildcards.shard))
 teacher = make_teacher(params.teacher["teacher"], io.read_json(snakemake.input.manifest),
                        snakemake.input.get("model"), snakemake.threads,
                        job=f"responses-{snakemake.wildcards.shard}")

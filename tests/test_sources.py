@@ -47,3 +47,27 @@ def test_topic_filter_counts_drops(tmp_path):
     kept, dropped = filter_topics(titles, max_words=2)
     assert kept == ["Jazz", "Ancient Egypt"]
     assert dropped == {"too_many_words": 1, "duplicate": 1}
+
+
+def test_seed_rows_for_reanswer_and_passthrough(tmp_path):
+    from herd.config import validate
+
+    f = tmp_path / "a.json"
+    f.write_text(json.dumps([{"instruction": "Add the numbers.", "input": "2, 3", "output": "5"},
+                             {"instruction": "Name a planet.", "input": "", "output": "Mars"},
+                             {"instruction": "Unused.", "input": "", "output": "x"}]))
+    cfg = validate({"seed_tasks": [
+        {"path": str(PROJECT / "config/data/seed_tasks.jsonl")},
+        {"path": str(f), "format": "alpaca", "source": "alpaca", "use": "reanswer", "limit": 2},
+        {"path": str(f), "format": "alpaca", "source": "orig", "use": "passthrough", "limit": 1},
+    ]})
+    from herd.sources import load_seed_tasks, seed_rows
+
+    assert len(load_seed_tasks(cfg["seed_tasks"])) == 48  # only the examples
+    assert seed_rows(cfg["seed_tasks"], "reanswer") == [
+        {"id": "seed-alpaca-0000000", "instruction": "Add the numbers.\n\n2, 3", "instruction_source": "alpaca"},
+        {"id": "seed-alpaca-0000001", "instruction": "Name a planet.", "instruction_source": "alpaca"},
+    ]
+    assert seed_rows(cfg["seed_tasks"], "passthrough") == [
+        {"id": "seed-orig-0000000", "instruction": "Add the numbers.\n\n2, 3", "instruction_source": "orig",
+         "response": "5"}]

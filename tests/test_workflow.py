@@ -59,9 +59,17 @@ def test_data_artifacts(tiny_run):
                                                       "validation": str(r / "dataset/validation.parquet")})
     assert {"instruction", "response", "instruction_source"} <= set(ds["train"].column_names)
     assert len(ds["validation"]) >= 1
-    sources = set(ds["train"]["instruction_source"]) | set(ds["validation"]["instruction_source"])
-    assert sources <= {"self_instruct_without_topic", "self_instruct_with_topic"}
-    assert all(resp.strip() for resp in ds["train"]["response"])
+    rows = list(ds["train"]) + list(ds["validation"])
+    sources = {row["instruction_source"] for row in rows}
+    assert {"alpaca", "alpaca_original"} <= sources
+    assert sources <= {"self_instruct_without_topic", "self_instruct_with_topic", "alpaca", "alpaca_original"}
+    assert sum(row["instruction_source"] == "alpaca" for row in rows) == 3  # re-answered by the teacher
+    alpaca = json.loads((SHARED / "seed/alpaca_5000.json").read_text())
+    kept = [row for row in rows if row["instruction_source"] == "alpaca_original"]
+    assert sorted(row["response"] for row in kept) == sorted(a["output"] for a in alpaca[:2])  # passed through
+    assert all(row["response"].strip() for row in rows)
+    card = (r / "dataset/README.md").read_text()
+    assert "CC BY-NC 4.0" in card and "rouge_similar" in card
 
     summary = json.loads((r / "diversity/summary.json").read_text())
     assert summary["seeds"] == 175 and "seed" in summary["per_source"]

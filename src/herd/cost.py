@@ -117,8 +117,7 @@ def plan_from_config(config: dict) -> dict:
     from herd.prompts import format_seed, render_generation
     from herd.rng import rng_for
 
-    seeds = [s for spec in config["seed_tasks"]
-             for s in sources.load_seeds(spec["path"], spec["format"], spec["source"])]
+    seeds = sources.load_seed_tasks(config["seed_tasks"])
     ins = config["instructions"]
     shown = rng_for(config["seed"], "plan").sample(seeds, min(ins["examples_per_prompt"], len(seeds)))
     sample = render_generation([format_seed(s.instruction, s.input) for s in shown], ins["per_prompt"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import statistics
 from collections import Counter
 from pathlib import Path
 
@@ -47,20 +48,40 @@ def write_split(rows: list[dict], parquet: Path, jsonl: Path) -> None:
     write_jsonl(jsonl, ({c: r[c] for c in ["id", *COLUMNS]} for r in rows))
 
 
-def card(train: list[dict], val: list[dict], dropped: dict, settings: dict) -> str:
-    """A short dataset card in Markdown."""
-    by_source = Counter(r["instruction_source"] for r in train + val)
-    words = lambda key: [len(r[key].split()) for r in train + val]  # noqa: E731
+def _length_table(rows: list[dict]) -> list[str]:
+    """Words per instruction and response, by source: mean, median, max."""
+    lines = ["| instruction_source | rows | instruction words (mean / median / max) | response words (mean / median / max) |",
+             "|---|---|---|---|"]
+    for src in sorted({r["instruction_source"] for r in rows}):
+        part = [r for r in rows if r["instruction_source"] == src]
+        cells = []
+        for key in ("instruction", "response"):
+            n = [len(r[key].split()) for r in part]
+            cells.append(f"{statistics.fmean(n):.1f} / {statistics.median(n):g} / {max(n)}")
+        lines.append(f"| {src} | {len(part)} | {cells[0]} | {cells[1]} |")
+    return lines
+
+
+def card(train: list[dict], val: list[dict], dropped: dict, settings: dict,
+         filter_stats: dict, licences: dict) -> str:
+    """A dataset card in Markdown: sizes, sources, lengths, filters, teacher, licences."""
+    rows = train + val
     lines = [
         "# herd distilled instruction dataset", "",
         f"Rows: {len(train)} train, {len(val)} validation. Columns: {', '.join(COLUMNS)}.", "",
-        "| instruction_source | rows |", "|---|---|",
-        *[f"| {s} | {n} |" for s, n in sorted(by_source.items())], "",
-        f"Mean words: instruction {sum(words('instruction')) / len(words('instruction')):.1f}, "
-        f"response {sum(words('response')) / len(words('response')):.1f}.", "",
-        f"Dropped while assembling: {dropped or 'none'}.", "",
-        "Teacher and decoding:", "", "```", *[f"{k}: {v}" for k, v in sorted(settings.items())], "```", "",
-        "Load with `datasets.load_dataset(\"parquet\", data_files={\"train\": \"train.parquet\", "
-        "\"validation\": \"validation.parquet\"})`.", "",
+        "## Sources and lengths", "", *_length_table(rows), "",
+        "## Filters", "",
+        f"Generated instructions: {filter_stats['input']}, kept {filter_stats['kept']}, "
+        f"dropped {filter_stats['dropped']}.", "",
+        "| reason | dropped |", "|---|---|",
+        *[f"| {r} | {n} |" for r, n in sorted(filter_stats["dropped_by_reason"].items())], "",
+        f"Dropped while assembling (responses): {dropped or 'none'}.", "",
+        "## Teacher and decoding", "", "```", *[f"{k}: {v}" for k, v in sorted(settings.items())], "```", "",
+        "## Licences of the inputs", "",
+        "| seed source | licence |", "|---|---|", *[f"| {s} | {lic} |" for s, lic in sorted(licences.items())], "",
+        "Generated text also carries the teacher model's terms of use.", "",
+        "## Loading", "",
+        "`datasets.load_dataset(\"parquet\", data_files={\"train\": \"train.parquet\", "
+        "\"validation\": \"validation.parquet\"})`", "",
     ]
     return "\n".join(lines)

@@ -1,8 +1,8 @@
 """Seed tasks and topics read from files in the formats users have.
 
 Seed formats: Self-Instruct JSONL (instruction, instances[{input, output}]),
-Alpaca JSON (a list of {instruction, input, output}), and generic JSONL with
-instruction/input/output fields. Topic formats: a text file, one title a line,
+Alpaca JSON (a list of {instruction, input, output}), and generic JSONL or
+parquet with instruction/input/output fields. Topic formats: a text file, one title a line,
 or a JSON object mapping titles to labels (Wikipedia vital articles).
 """
 
@@ -34,7 +34,8 @@ def _require(rec: dict, key: str, where: str) -> str:
     return value
 
 
-def load_seeds(path: str | Path, fmt: str, source: str) -> list[Seed]:
+def load_seeds(path: str | Path, fmt: str, source: str, limit: int | None = None) -> list[Seed]:
+    """Seed tasks of one file, in file order (the first `limit` when given)."""
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"seed file not found: {path}")
@@ -45,8 +46,12 @@ def load_seeds(path: str | Path, fmt: str, source: str) -> list[Seed]:
             inst = (rec.get("instances") or [{}])[0]
             seeds.append(Seed(_require(rec, "instruction", where), inst.get("input", "") or "",
                               inst.get("output", "") or "", source))
-    elif fmt in ("alpaca", "jsonl"):
-        if fmt == "alpaca":
+    elif fmt in ("alpaca", "jsonl", "parquet"):
+        if fmt == "parquet":
+            import pandas as pd
+
+            records = pd.read_parquet(path).fillna("").to_dict("records")
+        elif fmt == "alpaca":
             try:
                 records = json.loads(path.read_text(encoding="utf-8"))
             except json.JSONDecodeError as exc:
@@ -60,10 +65,34 @@ def load_seeds(path: str | Path, fmt: str, source: str) -> list[Seed]:
             seeds.append(Seed(_require(rec, "instruction", where), rec.get("input", "") or "",
                               rec.get("output", "") or "", source))
     else:
-        raise SourceError(f"unknown seed format {fmt!r} for {path}: use selfinstruct, alpaca or jsonl")
+        raise SourceError(f"unknown seed format {fmt!r} for {path}: use selfinstruct, alpaca, jsonl or parquet")
     if not seeds:
         raise SourceError(f"{path}: no seed tasks")
-    return seeds
+    return seeds[:limit] if limit else seeds
+
+
+def load_seed_tasks(specs: list[dict], use: str = "examples") -> list[Seed]:
+    """All seeds of the configured `seed_tasks` entries with the given use."""
+    return [seed for spec in specs if spec["use"] == use
+            for seed in load_seeds(spec["path"], spec["format"], spec["source"], spec.get("limit"))]
+
+
+def seed_rows(specs: list[dict], use: str) -> list[dict]:
+    """Seeds used as data: `reanswer` rows (the teacher answers them) or `passthrough`
+    rows (kept with their own outputs), with stable ids and their source label."""
+    rows = []
+    for spec in specs:
+        if spec["use"] != use:
+            continue
+        for i, seed in enumerate(load_seeds(spec["path"], spec["format"], spec["source"], spec.get("limit"))):
+            text = f"{seed.instruction.strip()}\n\n{seed.input.strip()}" if seed.input.strip() else seed.instruction.strip()
+            row = {"id": f"seed-{spec['source']}-{i:07d}", "instruction": text, "instruction_source": spec["source"]}
+            if use == "passthrough":
+                if not seed.output.strip():
+                    raise SourceError(f"{spec['path']}: record {i + 1} has no output to pass through")
+                row["response"] = seed.output.strip()
+            rows.append(row)
+    return rows
 
 
 def load_topics(path: str | Path, fmt: str) -> list[str]:
