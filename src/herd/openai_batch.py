@@ -160,11 +160,7 @@ class OpenAIBatchTeacher(OpenAITeacher):
         finally:
             self.stats["seconds"] += time.perf_counter() - start
         answers = [cached.get(k) or fresh[k] for k in keys]
-        for key, ans in zip(keys, answers):
-            self.stats["requests"] += 1
-            self.stats["cached" if key in cached else "generated" if ans.ok else "failed"] += 1
-            self.stats["prompt_tokens"] += ans.prompt_tokens
-            self.stats["completion_tokens"] += ans.completion_tokens
+        self._count(answers, 0.0)  # seconds were added above, even when this call raised
         return answers
 
     async def _run(self, client: httpx.AsyncClient, todo: dict[str, Request],

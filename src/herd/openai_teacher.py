@@ -222,13 +222,7 @@ class OpenAITeacher(Teacher):
                     await asyncio.gather(*(one(i, client, slots) for i in todo))
         finally:
             bar.close()
-        sent = set(todo)
-        for i, ans in enumerate(answers):
-            self.stats["requests"] += 1
-            self.stats["cached" if i not in sent else "generated" if ans.ok else "failed"] += 1
-            self.stats["prompt_tokens"] += ans.prompt_tokens
-            self.stats["completion_tokens"] += ans.completion_tokens
-        self.stats["seconds"] += time.perf_counter() - start
+        self._count(answers, time.perf_counter() - start)
         return answers
 
     def _client(self) -> httpx.AsyncClient:

@@ -1,0 +1,225 @@
+"""Topics from a MediaWiki `category` table dump (`*-category.sql.gz` or plain .sql).
+
+The dump is mysqldump output: `INSERT INTO \\`category\\` VALUES (1,'Title',12,3,0),(...);`
+statements, very long lines, MySQL string escapes, plus other statements
+(CREATE TABLE, SET, LOCK TABLES, comments) that are skipped. It is read as a
+byte stream in chunks, so a file of any size streams in constant memory and a
+row may straddle two chunks.
+
+Rows are (cat_id, cat_title, cat_pages, cat_subcats, cat_files). In MediaWiki
+`cat_pages` counts ALL members of the category: articles, subcategories and
+files. The LaMini-LM rule ("fewer than 3 words, more than 10 subcategories and
+more than 50 pages") is applied with
+
+- words: the title with underscores read as spaces, split on whitespace;
+- subcategories: cat_subcats;
+- pages: with `pages="articles"` (default) the members that are neither
+  subcategories nor files, cat_pages - cat_subcats - cat_files; with
+  `pages="members"` cat_pages itself.
+
+All comparisons are strict, as in the paper: words < 3, subcats > 10, pages > 50
+(so `max_words=2`, `min_subcats=10`, `min_pages=50` are the last values that fail).
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from collections import Counter
+from pathlib import Path
+
+CHUNK_SIZE = 1 << 20  # bytes read at a time
+MAX_ROW_BYTES = 1 << 16  # a row that stays unparseable this long is a syntax error
+MAX_EXAMPLES = 5  # malformed rows reported with their position
+GZIP_MAGIC = b"\x1f\x8b"
+COLUMNS = ("cat_id", "cat_title", "cat_pages", "cat_subcats", "cat_files")
+RULES = ("too_many_words", "few_subcats", "few_pages")  # checked in this order
+
+# MySQL string escapes; any other escaped character stands for itself.
+_ESCAPES = {b"0": b"\0", b"b": b"\b", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"Z": b"\x1a"}
+_STRING = rb"'(?:[^'\\]|\\.|'')*'"
+_INT = rb"-?\d+"
+_ROW = re.compile(rb"\((%s),(%s),(%s),(%s),(%s)\)" % (_INT, _STRING, _INT, _INT, _INT), re.S)
+_ANY_ROW = re.compile(rb"\((?:%s|\"(?:[^\"\\]|\\.|\"\")*\"|[^'\"()])*\)" % _STRING, re.S)
+_FIELD = re.compile(rb"\s*(%s|[^,]*?)\s*(?:,|$)" % _STRING, re.S)
+_SPACE = re.compile(rb"(?:\s+|--[^\n]*\n|#[^\n]*\n|/\*.*?\*/)*", re.S)
+_INSERT = re.compile(
+    rb"INSERT\s+(?:IGNORE\s+)?INTO\s+`?category`?\s*(?:\(([^)]*)\)\s*)?VALUES\s*", re.I)
+# one piece of any other statement: a quoted string or identifier, a comment, plain text, ';'
+_SKIP = re.compile(
+    rb"%s|\"(?:[^\"\\]|\\.|\"\")*\"|`[^`]*`|--[^\n]*\n|#[^\n]*\n|/\*.*?\*/|[^;'\"`#/-]+|[#/-]|;"
+    % _STRING, re.S)
+_UNESCAPE = re.compile(rb"\\(.)|''", re.S)
+
+
+def unescape(quoted: bytes) -> bytes:
+    """A quoted MySQL string literal (quotes included) -> its bytes."""
+    return _UNESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)) if m.group(1) else b"'",
+                         quoted[1:-1])
+
+
+class _Stream:
+    """A growing byte buffer over a file read in chunks; `offset` is buf[0]'s position."""
+
+    def __init__(self, fh, chunk_size: int):
+        self.fh, self.chunk_size = fh, chunk_size
+        self.buf, self.pos, self.offset, self.eof = b"", 0, 0, False
+
+    def more(self) -> bool:
+        """Append a chunk (dropping what was consumed); False at the end of the file."""
+        if self.eof:
+            return False
+        chunk = self.fh.read(self.chunk_size)
+        self.offset += self.pos
+        self.buf, self.pos = self.buf[self.pos:] + chunk, 0
+        self.eof = not chunk
+        return bool(chunk)
+
+    def match(self, pattern: re.Pattern):
+        """Match at pos, reading more while the match could still grow or appear."""
+        while True:
+            m = pattern.match(self.buf, self.pos)
+            if (m and m.end() < len(self.buf)) or self.eof:
+                return m
+            if not m and len(self.buf) - self.pos > MAX_ROW_BYTES:
+                return None
+            self.more()
+
+    def at_end(self) -> bool:
+        while self.pos >= len(self.buf):
+            if not self.more():
+                return True
+        return False
+
+
+def iter_rows(path, chunk_size: int = CHUNK_SIZE, malformed: Counter | None = None,
+              examples: list | None = None):
+    """Yield (cat_id, title, pages, subcats, files) rows of a category dump, title decoded.
+
+    Malformed rows are counted in `malformed` by reason and the first
+    MAX_EXAMPLES described in `examples` (row number and byte offset in the
+    uncompressed stream); they never stop the scan.
+    """
+    malformed = Counter() if malformed is None else malformed
+    examples = [] if examples is None else examples
+    row_number = 0
+
+    def bad(reason: str, offset: int):
+        malformed[reason] += 1
+        if len(examples) < MAX_EXAMPLES:
+            examples.append(f"row {row_number} at byte {offset}: {reason}")
+
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == GZIP_MAGIC
+    with (gzip.open if gzipped else open)(path, "rb") as fh:
+        s = _Stream(fh, chunk_size)
+        while True:
+            s.pos = s.match(_SPACE).end()
+            if s.at_end():
+                return
+            insert = s.match(_INSERT)
+            if insert is None:  # another statement: skip it, strings and comments included
+                while (piece := s.match(_SKIP)) and piece.group() != b";":
+                    s.pos = piece.end()
+                if piece is None and not s.at_end():
+                    bad("syntax", s.offset + s.pos)
+                    s.pos += 1
+                else:
+                    s.pos = piece.end() if piece else s.pos
+                continue
+            columns = insert.group(1)
+            if columns and tuple(c.strip(b" `").decode() for c in columns.split(b",")) != COLUMNS:
+                raise ValueError(f"unsupported column list {columns!r} at byte {s.offset + s.pos}")
+            s.pos = insert.end()
+            while True:  # rows of one INSERT, separated by ',' and ended by ';'
+                s.pos = s.match(_SPACE).end()
+                row_number += 1
+                start = s.offset + s.pos
+                if (m := s.match(_ROW)) is not None:
+                    s.pos = m.end()
+                    try:
+                        title = unescape(m.group(2)).decode("utf-8")
+                    except UnicodeDecodeError:
+                        bad("invalid_utf8", start)
+                    else:
+                        if title:
+                            yield int(m.group(1)), title, *map(int, m.group(3, 4, 5))
+                        else:
+                            bad("empty_title", start)
+                elif (m := s.match(_ANY_ROW)) is not None:  # a tuple, but not the 5 expected values
+                    s.pos = m.end()
+                    fields = _FIELD.findall(m.group()[1:-1])[:-1] if m.group() != b"()" else []
+                    bad("field_count" if len(fields) != len(COLUMNS) else "field_type", start)
+                else:  # cannot find the row's end: skip to the end of the line
+                    bad("syntax", start)
+                    while (newline := s.buf.find(b"\n", s.pos)) < 0 and s.more():
+                        pass
+                    s.pos = len(s.buf) if newline < 0 else newline + 1
+                    break
+                s.pos = s.match(_SPACE).end()
+                sep = s.match(re.compile(rb"[,;]"))
+                if sep is None:
+                    row_number += 1
+                    bad("syntax", s.offset + s.pos)
+                    while (newline := s.buf.find(b"\n", s.pos)) < 0 and s.more():
+                        pass
+                    s.pos = len(s.buf) if newline < 0 else newline + 1
+                    break
+                s.pos = sep.end()
+                if sep.group() == b";":
+                    break
+
+
+def filter_categories(path, max_words: int = 2, min_subcats: int = 10, min_pages: int = 50,
+                      pages: str = "articles", chunk_size: int = CHUNK_SIZE):
+    """Apply the LaMini-LM topic rule to a category dump; return (titles, stats).
+
+    Kept: words <= max_words, subcats > min_subcats, pages > min_pages (see the
+    module docstring for `pages`). Titles come back with underscores as spaces,
+    deduplicated, sorted by code point. stats counts rows read, kept, removed by
+    the first failing rule in RULES order (and in total), and malformed rows by
+    reason with the first few positions.
+    """
+    if pages not in ("articles", "members"):
+        raise ValueError(f"pages must be 'articles' or 'members', got {pages!r}")
+    malformed: Counter = Counter()
+    examples: list[str] = []
+    removed = Counter({rule: 0 for rule in RULES})
+    kept: set[str] = set()
+    rows = duplicates = 0
+    for _, title, n_pages, n_subcats, n_files in iter_rows(path, chunk_size, malformed, examples):
+        rows += 1
+        title = title.replace("_", " ")
+        n = n_pages - n_subcats - n_files if pages == "articles" else n_pages
+        if len(title.split()) > max_words:
+            removed["too_many_words"] += 1
+        elif n_subcats <= min_subcats:
+            removed["few_subcats"] += 1
+        elif n <= min_pages:
+            removed["few_pages"] += 1
+        elif title in kept:
+            duplicates += 1
+        else:
+            kept.add(title)
+    stats = {
+        "rows": rows,
+        "kept": len(kept),
+        "duplicates": duplicates,
+        "removed": dict(removed),
+        "removed_total": sum(removed.values()),
+        "malformed": sum(malformed.values()),
+        "malformed_by_reason": dict(sorted(malformed.items())),
+        "malformed_examples": examples,
+        "pages": pages,
+    }
+    return sorted(kept), stats
+
+
+def write_topics(path, out: Path, **rule) -> dict:
+    """Filtered titles, one per line, written atomically; returns the stats."""
+    titles, stats = filter_categories(path, **rule)
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text("".join(t + "\n" for t in titles), encoding="utf-8")
+    tmp.replace(out)
+    return stats
