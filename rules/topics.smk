@@ -11,7 +11,7 @@ rule topics:
         "logs/topics/topics.log",
     params:
         cfg=config["topics"],
-        code=code_version("sources"),
+        code=code_version("sources", "wikipedia"),
     conda:
         "../envs/herd.yaml"
     script:

@@ -1,14 +1,19 @@
 """Filter the configured topic source into one topic a line."""
 import logging
 
-from herd import io, logs, sources
+from herd import io, logs, sources, wikipedia
 
 logs.to_file(snakemake.log[0])
-cfg = snakemake.params.cfg
-titles = sources.load_topics(snakemake.input[0], cfg["format"])
-kept, dropped = sources.filter_topics(titles, cfg["max_words"])
+cfg, path = snakemake.params.cfg, snakemake.input[0]
+if cfg["format"] == "mediawiki_sql":
+    kept, stats = wikipedia.filter_categories(path, max_words=cfg["max_words"], min_subcats=cfg["min_subcats"],
+                                              min_pages=cfg["min_pages"], pages=cfg["pages"])
+else:
+    titles = sources.load_topics(path, cfg["format"])
+    kept, dropped = sources.filter_topics(titles, cfg["max_words"])
+    stats = {"input": len(titles), "kept": len(kept), "dropped": dropped}
 if not kept:
-    raise ValueError(f"{snakemake.input[0]}: no topic left after filtering (topics.max_words={cfg['max_words']})")
+    raise ValueError(f"{path}: no topic left after filtering (see the topics settings in config/schema.yaml)")
 io.write_text(snakemake.output.topics, "\n".join(kept) + "\n")
-io.write_json(snakemake.output.stats, {"input": len(titles), "kept": len(kept), "dropped": dropped})
-logging.info("topics: %d in, %d kept, dropped %s", len(titles), len(kept), dropped)
+io.write_json(snakemake.output.stats, stats)
+logging.info("topics: %d kept of %s", len(kept), path)
