@@ -139,6 +139,10 @@ def check_budget(estimate: dict) -> None:
             "raise the budget or shrink the run (plan above; `snakemake results/plan/plan.txt` writes it)")
 
 
+def _usd(x: float) -> str:
+    return f"{x:,.2f}" if x >= 1 else f"{x:.4f}"
+
+
 def format_plan(estimate: dict) -> str:
     t = estimate["teacher"]
     lines = [
@@ -149,7 +153,7 @@ def format_plan(estimate: dict) -> str:
     ]
     for name, s in [*estimate["stages"].items(), ("total", estimate["total"])]:
         lines.append(f"{name:<14}{s['requests']:>12,}{s['prompt_tokens']:>16,}{s['completion_tokens']:>16,}"
-                     f"{s['usd']:>12,.2f}{s['usd_max']:>14,.2f}")
+                     f"{_usd(s['usd']):>12}{_usd(s['usd_max']):>14}")
     budget = estimate["max_budget_usd"]
     lines.append(f"budget: {'none set' if budget is None else f'${budget:,.2f}'}; responses assume "
                  f"{estimate['keep_fraction']:.0%} of generated instructions pass the filters")
