@@ -8,8 +8,8 @@
    transformers `generate` on the same GGUF file, in generated tokens per
    second; the goal is >= 10x.
 
-Usage: python bench/teacher.py [--requests 200] [--latency 0.05] [--in-flight 16]
-                               [--tokens 48] [--skip-engine]
+Usage: python bench/teacher.py [--requests 800] [--latency 0.25] [--in-flight 16]
+                               [--tokens 48] [--threads 2] [--skip-engine]
 """
 
 from __future__ import annotations
@@ -55,13 +55,13 @@ def bench_client(n: int, latency: float, in_flight: int) -> dict:
             "herd_vs_capacity": ours / capacity, "herd_vs_sequential": ours / sequential}
 
 
-def bench_engine(gguf: Path, tokens: int) -> dict:
+def bench_engine(gguf: Path, tokens: int, threads: int) -> dict:
     import torch
     from llama_cpp import Llama
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch.set_num_threads(2)
-    llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=2, verbose=False)
+    torch.set_num_threads(threads)
+    llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=threads, verbose=False)
     llm.create_completion(PROMPT, max_tokens=4)  # warm up
     start = time.perf_counter()
     out = llm.create_completion(PROMPT, max_tokens=tokens, temperature=0.0)
@@ -79,11 +79,12 @@ def bench_engine(gguf: Path, tokens: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--requests", type=int, default=200)
-    ap.add_argument("--latency", type=float, default=0.05)
+    ap.add_argument("--requests", type=int, default=800)
+    ap.add_argument("--latency", type=float, default=0.25, help="seconds the server takes per request")
     ap.add_argument("--in-flight", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--gguf", type=Path, default=ROOT / "results/teacher_model/model.gguf")
+    ap.add_argument("--threads", type=int, default=2, help="threads for both engines")
     ap.add_argument("--skip-engine", action="store_true")
     args = ap.parse_args()
 
@@ -96,8 +97,8 @@ def main() -> None:
     if not args.skip_engine:
         if not args.gguf.exists():
             sys.exit(f"{args.gguf} not found: build it with `snakemake --cores 2 results/teacher_model/model.gguf`")
-        e = bench_engine(args.gguf, args.tokens)
-        print(f"engine: {args.gguf.name}, {args.tokens} new tokens, greedy, 2 threads")
+        e = bench_engine(args.gguf, args.tokens, args.threads)
+        print(f"engine: {args.gguf.name}, {args.tokens} new tokens, greedy, {args.threads} thread(s) each")
         print(f"  llama.cpp {e['llamacpp_tps']:.1f} tok/s; transformers generate {e['transformers_tps']:.1f} tok/s")
         print(f"  ratio llama.cpp / transformers = {e['ratio']:.1f}x  (goal >= 10)")
 
