@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from rapidfuzz import process
-from rapidfuzz.distance import Indel, LCSseq
+from rapidfuzz.distance import LCSseq
 
 DEFAULT_BLACKLIST = (
     "image", "images", "graph", "graphs", "picture", "pictures", "file", "files",
@@ -111,12 +111,14 @@ class ExactDuplicate:
         return None
 
 
-FLOAT_MARGIN = 1e-9  # bounds and prefilters are loosened by this, so rounding never prunes a match
-POSITION_BITS = 24  # a posting packs (reference index << POSITION_BITS) | element position
-POSITION_MASK = (1 << POSITION_BITS) - 1
+FLOAT_MARGIN = 1e-9  # bounds are loosened by this, so float rounding never prunes a match
+SHARED = 2  # prefixes are one element longer, and a pair must share two prefix elements
+MAX_TOKENS = 0xFFFF  # a posting packs reference << 16 | longest partner it can serve
 SURROGATE_START, SURROGATE_SPAN = 0xD800, 0x800  # code points a Python str cannot carry alone
 STR_CAPACITY = 0x110000 - SURROGATE_SPAN  # token ids that fit one character each
-RANK_SCALE = 1 << 40  # element rank = corpus frequency * RANK_SCALE - first-seen order
+RANK_SCALE = 1 << 40  # element rank = count * RANK_SCALE - first-seen order
+LENGTH_BUCKET = 4  # postings of an element are grouped by reference length // this
+RERANK_START = 1024  # without a corpus, re-rank at this many references, then at each doubling
 
 
 class RougeNovelty:
@@ -125,26 +127,34 @@ class RougeNovelty:
     References are the seeds plus every instruction kept so far, as in
     Self-Instruct and Alpaca: candidates in order, each compared with all of
     them, dropped when any F1 > threshold. The kept set is exactly that
-    algorithm's; only pairs that provably cannot exceed the threshold are
-    skipped, and the F1 of the others is computed with rouge_score's formula.
+    algorithm's: a pair is skipped only when a bound proves its F1 <= threshold,
+    and every other pair gets rouge_score's F1 (exact LCS from rapidfuzz's
+    compiled LCSseq, one character per token; rouge_score's float formula, so
+    ties at the threshold round the same way).
 
-    Pruning (F1 = 2*LCS/(m+n) <= 2*I/(m+n), I = multiset intersection of tokens):
-    - tokens become multiset elements (the k-th repeat of a token is its own
-      element), sorted rarest first by a fixed global rank;
-    - prefix filter: a pair needs I >= need(m, n) = floor(t*(m+n)/2) + 1, and then
-      the first |x| - need + 1 elements of both sides share an element, so each
-      reference is indexed (inverted index) under its prefix elements only and a
-      candidate looks up its own prefix;
-    - positional filter: if the first shared element sits at positions i, j,
-      I <= 1 + min(m-1-i, n-1-j); this also enforces the length bound
-      2*min(m, n)/(m+n) > t;
-    - survivors are verified in C by rapidfuzz (Indel normalized similarity
-      = 2*LCS/(m+n), cut a hair below t) and hits re-scored exactly.
-    All bounds use t - FLOAT_MARGIN, so float rounding can only keep extra pairs.
+    The bounds are a PPJoin-style prefix filter. F1 = 2*LCS/(m+n) and LCS <= I,
+    the multiset intersection of the two token lists, so a pair needs
+    I >= need(m, n) = floor(t*(m+n)/2) + 1 (which implies the length bound
+    2*min(m, n)/(m+n) > t). Tokens become multiset elements (the k-th repeat of
+    a token is its own element), sorted rarest first by one global rank. If
+    I >= need, the k-th shared element sits before position m - need + k in the
+    candidate and n - need + k in the reference. With K = SHARED:
+    - each reference is indexed (an inverted index) under its first
+      n - least_need(n) + K elements, least_need being need's minimum over all
+      partner lengths, and a candidate looks up its first m - least_need(m) + K;
+    - an element shared at positions i, j counts only if
+      K + min(m-1-i, n-1-j) >= need(m, n) (positional filter: postings are
+      grouped by reference length for the candidate's side, and each carries
+      the longest candidate it can serve for the reference's side);
+    - a pair must share at least min(K, need) counted elements.
+    Every bound uses t - FLOAT_MARGIN, so float rounding can only let extra
+    pairs through to the exact check.
 
-    `corpus` (optional) primes the rarity ranks with token counts of texts to
-    come (e.g. all candidates); it speeds things up and never changes verdicts.
-    Elements first seen later rank as rarer than all primed ones, newest first.
+    The rank only affects speed. By default elements are ranked by how many
+    texts seen so far hold them, re-ranked (and the index rebuilt) at
+    RERANK_START references and at every doubling; elements first seen since
+    rank as rarest. `corpus` (e.g. all candidates, as novelty_keep does) fixes
+    the ranks from its counts up front instead.
     """
 
     def __init__(self, references: list[str], threshold: float = 0.7, *, corpus=None):
@@ -153,16 +163,20 @@ class RougeNovelty:
         self.threshold = threshold
         self._cut = max(0.0, threshold - FLOAT_MARGIN)
         self._vocab: dict[str, int] = {}
-        self._rank: dict = {}  # element -> sort key, rarest first
-        self._prefixes: dict[int, int] = {}
-        self._postings: dict = {}  # element -> array of packed (reference, position)
+        self._order: dict = {}  # element -> first-seen order
+        self._counts: Counter = Counter()  # element -> texts seen with it
+        self._rank: dict = {}  # element -> sort key, rarest first; fixed between re-rankings
+        self._windows: dict[int, tuple[int, int]] = {}
+        self._partners: dict[tuple[int, int], int] = {}
+        self._postings: dict = {}  # element -> {length: array of reference << 16 | partner}
         self._codes: list = []  # references, one character per token
         self._lengths = np.zeros(1024, dtype=np.int64)
+        self._next_rerank = RERANK_START if corpus is None else math.inf
         self.pairs_verified = 0  # pairs that reached the LCS check
         if corpus is not None:
-            counts = Counter(e for text in corpus for e in self._elements(self._token_ids(text)))
-            for order, (element, count) in enumerate(counts.items()):
-                self._rank[element] = count * RANK_SCALE - order
+            for text in corpus:
+                self._counts.update(self._sorted_elements(self._points(text)))
+            self._rerank()
         for text in references:
             self._add(*self._encode(text))
 
@@ -173,69 +187,100 @@ class RougeNovelty:
         self._add(code, elements)
         return None
 
-    def _token_ids(self, text: str) -> list[int]:
+    def _points(self, text: str) -> list[int]:
+        """Tokens -> one code point each (token ids, skipping the surrogate range)."""
         vocab = self._vocab
-        return [vocab.setdefault(tok, len(vocab)) for tok in rouge_tokens(text)]
+        ids = [vocab.setdefault(tok, len(vocab)) for tok in rouge_tokens(text)]
+        if len(ids) > MAX_TOKENS:
+            raise ValueError(f"text of {len(ids)} tokens is longer than {MAX_TOKENS}")
+        return [i + SURROGATE_SPAN if i >= SURROGATE_START else i for i in ids]
 
-    @staticmethod
-    def _elements(ids: list[int]) -> list:
-        """Token ids -> multiset elements: a token id, or (id, k) for its k-th repeat."""
+    def _sorted_elements(self, points: list[int]) -> list:
+        """Multiset elements (a token, or (token, k) for its k-th repeat), rarest first."""
         seen: dict[int, int] = {}
-        out = []
-        for t in ids:
+        elements = []
+        for t in points:
             k = seen.get(t, 0)
             seen[t] = k + 1
-            out.append(t if k == 0 else (t, k))
-        return out
+            elements.append(t if k == 0 else (t, k))
+        rank, order = self._rank, self._order
+        for e in elements:
+            if e not in rank:  # new: rarer than every element ranked so far, newest first
+                rank[e] = -len(order)
+                order[e] = len(order)
+        elements.sort(key=rank.__getitem__)
+        return elements
 
     def _encode(self, text: str):
         """Text -> (token string for rapidfuzz, elements sorted rarest first)."""
-        ids = self._token_ids(text)
-        points = [i + SURROGATE_SPAN if i >= SURROGATE_START else i for i in ids]
+        points = self._points(text)
         # past STR_CAPACITY tokens: a list of ints, which rapidfuzz compares like code points
         code = "".join(map(chr, points)) if len(self._vocab) <= STR_CAPACITY else points
-        rank = self._rank
-        elements = self._elements(ids)
-        for e in elements:
-            if e not in rank:
-                rank[e] = -len(rank)
-        elements.sort(key=rank.__getitem__)
+        elements = self._sorted_elements(points)
+        if self._next_rerank < math.inf:
+            self._counts.update(elements)
         return code, elements
 
+    def _rerank(self) -> None:
+        """Rank elements by the counts so far (rarest first) and rebuild the index with it."""
+        self._rank = {e: self._counts[e] * RANK_SCALE - order for e, order in self._order.items()}
+        self._postings = {}
+        for index, code in enumerate(self._codes):
+            points = list(map(ord, code)) if isinstance(code, str) else code
+            self._index(index, len(points), self._sorted_elements(points))
+        self._next_rerank *= 2
+
     def _need(self, m: int, n: int) -> int:
-        """Smallest token overlap for which F1 of lengths m, n may exceed the threshold."""
+        """Least token overlap for which F1 of lengths m, n may exceed the threshold."""
         return math.floor(self._cut * (m + n) / 2) + 1
 
-    def _prefix(self, m: int) -> int:
-        """Prefix length for a text of m tokens: m - (least overlap over partner lengths) + 1."""
-        p = self._prefixes.get(m)
-        if p is None:
-            # need(m, n) grows with n, so the first feasible partner length gives the least
-            p = next((m - a + 1 for n in range(1, m + 1) if (a := self._need(m, n)) <= n), 0)
-            self._prefixes[m] = p
-        return p
+    def _window(self, m: int) -> tuple[int, int]:
+        """(elements of an m-token text that are indexed or looked up, shortest partner length)."""
+        w = self._windows.get(m)
+        if w is None:
+            # need(m, n) grows with n; the first n with need <= n is the shortest partner
+            # and gives the least need over all partners
+            n = next((n for n in range(1, m + 1) if self._need(m, n) <= n), None)
+            w = self._windows[m] = (0, 0) if n is None else (min(m, m - self._need(m, n) + SHARED), n)
+        return w
+
+    def _max_partner(self, m: int, slack: int) -> int:
+        """Longest partner n with need(m, n) <= slack + SHARED (need grows with n)."""
+        key = (m, slack)
+        if key not in self._partners:
+            lo, hi = 0, MAX_TOKENS
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                lo, hi = (mid, hi) if self._need(m, mid) <= slack + SHARED else (lo, mid - 1)
+            self._partners[key] = lo
+        return self._partners[key]
 
     def _is_similar(self, code, elements: list) -> bool:
         m = len(code)
-        hits, positions = [], []
-        for i, e in enumerate(elements[: self._prefix(m)]):
-            if e in self._postings:
-                hits.append(self._postings[e])
-                positions.append(i)
-        if not hits:
+        prefix, shortest = self._window(m)
+        chunks = []
+        for i, e in enumerate(elements[:prefix]):
+            if by_length := self._postings.get(e):
+                longest = self._max_partner(m, m - 1 - i)  # positional filter, candidate side
+                lo, hi = shortest // LENGTH_BUCKET, longest // LENGTH_BUCKET
+                chunks += [a for b, a in by_length.items() if lo <= b <= hi]
+        if not chunks:
             return False
-        packed = np.concatenate(hits)
-        i = np.repeat(positions, [len(h) for h in hits])
-        ref, j = packed >> POSITION_BITS, packed & POSITION_MASK
-        n = self._lengths[ref]
-        overlap_bound = np.minimum(m - i, n - j)  # 1 + min(m-1-i, n-1-j)
-        refs = np.unique(ref[overlap_bound >= np.floor(self._cut * (m + n) / 2) + 1])
+        postings = np.concatenate(chunks)
+        refs = np.sort(postings[postings & MAX_TOKENS >= m] >> 16)  # positional, reference side
+        if self._need(m, shortest) >= SHARED:  # then every pair shares >= SHARED looked-up elements
+            refs = refs[1:][refs[1:] == refs[:-1]]
+        refs = np.unique(refs)
+        if not len(refs):
+            return False
         self.pairs_verified += len(refs)
         codes = self._codes
-        choices = [codes[r] for r in refs.tolist()]
-        for choice, _, _ in process.extract(code, choices, scorer=Indel.normalized_similarity,
-                                            score_cutoff=self._cut, limit=None):
-            if _f1(LCSseq.similarity(code, choice), m, len(choice)) > self.threshold:
+        lcs = process.cdist([code], [codes[r] for r in refs.tolist()], scorer=LCSseq.similarity,
+                            dtype=np.int64)[0]
+        n = self._lengths[refs]
+        # 2*LCS/(m+n) > t - margin keeps every pair whose rouge_score F1 > t; score those exactly
+        for k in np.flatnonzero(2 * lcs > self._cut * (m + n)).tolist():
+            if _f1(int(lcs[k]), m, int(n[k])) > self.threshold:
                 return True
         return False
 
@@ -243,15 +288,19 @@ class RougeNovelty:
         m = len(code)
         if m == 0:
             return  # F1 with an empty text is 0: it can never cause a drop
-        if m > POSITION_MASK:
-            raise ValueError(f"text of {m} tokens is longer than {POSITION_MASK}")
         index = len(self._codes)
         self._codes.append(code)
         if index == len(self._lengths):
             self._lengths = np.concatenate([self._lengths, np.zeros_like(self._lengths)])
         self._lengths[index] = m
-        for pos, e in enumerate(elements[: self._prefix(m)]):
-            self._postings.setdefault(e, array("q")).append(index << POSITION_BITS | pos)
+        self._index(index, m, elements)
+        if len(self._codes) >= self._next_rerank:
+            self._rerank()
+
+    def _index(self, index: int, m: int, elements: list) -> None:
+        for j, e in enumerate(elements[: self._window(m)[0]]):
+            posting = index << 16 | self._max_partner(m, m - 1 - j)
+            self._postings.setdefault(e, {}).setdefault(m // LENGTH_BUCKET, array("q")).append(posting)
 
 
 def novelty_keep(candidates: list[str], references: list[str], threshold: float = 0.7) -> list[bool]:

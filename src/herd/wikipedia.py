@@ -17,8 +17,9 @@ more than 50 pages") is applied with
   subcategories nor files, cat_pages - cat_subcats - cat_files; with
   `pages="members"` cat_pages itself.
 
-All comparisons are strict, as in the paper: words < 3, subcats > 10, pages > 50
-(so `max_words=2`, `min_subcats=10`, `min_pages=50` are the last values that fail).
+The paper's comparisons are strict: words < 3, subcats > 10, pages > 50, i.e. a
+category is kept when words <= max_words (2), subcats > min_subcats (10) and
+pages > min_pages (50).
 """
 
 from __future__ import annotations
@@ -26,79 +27,85 @@ from __future__ import annotations
 import gzip
 import re
 from collections import Counter
-from pathlib import Path
 
 CHUNK_SIZE = 1 << 20  # bytes read at a time
-MAX_ROW_BYTES = 1 << 16  # a row that stays unparseable this long is a syntax error
+LOOKAHEAD = 1 << 16  # bytes kept ahead of the parser; no token (row, string, comment) is longer
 MAX_EXAMPLES = 5  # malformed rows reported with their position
 GZIP_MAGIC = b"\x1f\x8b"
 COLUMNS = ("cat_id", "cat_title", "cat_pages", "cat_subcats", "cat_files")
 RULES = ("too_many_words", "few_subcats", "few_pages")  # checked in this order
 
-# MySQL string escapes; any other escaped character stands for itself.
-_ESCAPES = {b"0": b"\0", b"b": b"\b", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"Z": b"\x1a"}
+# MySQL string escapes; \% and \_ keep their backslash, any other escaped byte stands for itself.
+_ESCAPES = {b"0": b"\0", b"b": b"\b", b"n": b"\n", b"r": b"\r", b"t": b"\t", b"Z": b"\x1a",
+            b"%": b"\\%", b"_": b"\\_"}
 _STRING = rb"'(?:[^'\\]|\\.|'')*'"
-_INT = rb"-?\d+"
-_ROW = re.compile(rb"\((%s),(%s),(%s),(%s),(%s)\)" % (_INT, _STRING, _INT, _INT, _INT), re.S)
-_ANY_ROW = re.compile(rb"\((?:%s|\"(?:[^\"\\]|\\.|\"\")*\"|[^'\"()])*\)" % _STRING, re.S)
-_FIELD = re.compile(rb"\s*(%s|[^,]*?)\s*(?:,|$)" % _STRING, re.S)
-_SPACE = re.compile(rb"(?:\s+|--[^\n]*\n|#[^\n]*\n|/\*.*?\*/)*", re.S)
+_DQ_STRING = rb'"(?:[^"\\]|\\.|"")*"'
+_INT = rb"\s*(-?\d+)\s*"
+_ROW = re.compile(rb"\(%s,\s*(%s)\s*,%s,%s,%s\)" % (_INT, _STRING, _INT, _INT, _INT), re.DOTALL)
+_ANY_ROW = re.compile(rb"\(((?:%s|%s|[^'\"()])*)\)" % (_STRING, _DQ_STRING), re.DOTALL)
+_STRINGS = re.compile(rb"%s|%s" % (_STRING, _DQ_STRING), re.DOTALL)
+_SPACE = re.compile(rb"(?:\s+|--[^\n]*\n|#[^\n]*\n|/\*.*?\*/)*", re.DOTALL)
+_SEPARATOR = re.compile(rb"[,;]")
 _INSERT = re.compile(
-    rb"INSERT\s+(?:IGNORE\s+)?INTO\s+`?category`?\s*(?:\(([^)]*)\)\s*)?VALUES\s*", re.I)
-# one piece of any other statement: a quoted string or identifier, a comment, plain text, ';'
-_SKIP = re.compile(
-    rb"%s|\"(?:[^\"\\]|\\.|\"\")*\"|`[^`]*`|--[^\n]*\n|#[^\n]*\n|/\*.*?\*/|[^;'\"`#/-]+|[#/-]|;"
-    % _STRING, re.S)
-_UNESCAPE = re.compile(rb"\\(.)|''", re.S)
+    rb"INSERT\s+(?:IGNORE\s+)?INTO\s+`?category`?\s*(?:\(([^)]*)\)\s*)?VALUES\s*", re.IGNORECASE)
+# one piece of any other statement: a quoted string or name, a comment, plain text, or ';'
+_SKIP = re.compile(rb"%s|%s|`[^`]*`|--[^\n]*\n|#[^\n]*\n|/\*.*?\*/|[^;'\"`#/-]+|[#/-]|;"
+                   % (_STRING, _DQ_STRING), re.DOTALL)
+_UNESCAPE = re.compile(rb"\\(.)|''", re.DOTALL)
 
 
 def unescape(quoted: bytes) -> bytes:
-    """A quoted MySQL string literal (quotes included) -> its bytes."""
+    """A single-quoted MySQL string literal (quotes included) -> its bytes."""
     return _UNESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(1)) if m.group(1) else b"'",
                          quoted[1:-1])
 
 
 class _Stream:
-    """A growing byte buffer over a file read in chunks; `offset` is buf[0]'s position."""
+    """A byte buffer over a file read in chunks, kept `lookahead` bytes ahead of `pos`.
 
-    def __init__(self, fh, chunk_size: int):
-        self.fh, self.chunk_size = fh, chunk_size
+    A token shorter than the lookahead is therefore always whole in the buffer,
+    whatever chunk boundary it straddles. `offset` is the stream position of buf[0].
+    """
+
+    def __init__(self, fh, chunk_size: int, lookahead: int):
+        self.fh, self.chunk_size, self.lookahead = fh, chunk_size, lookahead
         self.buf, self.pos, self.offset, self.eof = b"", 0, 0, False
 
-    def more(self) -> bool:
-        """Append a chunk (dropping what was consumed); False at the end of the file."""
-        if self.eof:
-            return False
-        chunk = self.fh.read(self.chunk_size)
-        self.offset += self.pos
-        self.buf, self.pos = self.buf[self.pos:] + chunk, 0
-        self.eof = not chunk
-        return bool(chunk)
+    def fill(self) -> None:
+        while not self.eof and len(self.buf) - self.pos < self.lookahead:
+            chunk = self.fh.read(self.chunk_size)
+            self.offset += self.pos
+            self.buf, self.pos, self.eof = self.buf[self.pos:] + chunk, 0, not chunk
 
     def match(self, pattern: re.Pattern):
-        """Match at pos, reading more while the match could still grow or appear."""
-        while True:
-            m = pattern.match(self.buf, self.pos)
-            if (m and m.end() < len(self.buf)) or self.eof:
-                return m
-            if not m and len(self.buf) - self.pos > MAX_ROW_BYTES:
-                return None
-            self.more()
+        self.fill()
+        return pattern.match(self.buf, self.pos)
+
+    def skip_space(self) -> None:
+        """Skip whitespace and comments (a long run is read a lookahead at a time)."""
+        while (end := self.match(_SPACE).end()) > self.pos:
+            self.pos = end
 
     def at_end(self) -> bool:
-        while self.pos >= len(self.buf):
-            if not self.more():
-                return True
-        return False
+        self.fill()
+        return self.pos >= len(self.buf)
+
+    def skip_line(self) -> None:
+        """Resynchronise after a syntax error: go past the next newline."""
+        while (newline := self.buf.find(b"\n", self.pos)) < 0 and not self.eof:
+            self.pos = len(self.buf)
+            self.fill()
+        self.pos = len(self.buf) if newline < 0 else newline + 1
 
 
 def iter_rows(path, chunk_size: int = CHUNK_SIZE, malformed: Counter | None = None,
-              examples: list | None = None):
+              examples: list | None = None, lookahead: int = LOOKAHEAD):
     """Yield (cat_id, title, pages, subcats, files) rows of a category dump, title decoded.
 
-    Malformed rows are counted in `malformed` by reason and the first
-    MAX_EXAMPLES described in `examples` (row number and byte offset in the
-    uncompressed stream); they never stop the scan.
+    Malformed rows are counted in `malformed` by reason (field_count, field_type,
+    invalid_utf8, empty_title, syntax) and the first MAX_EXAMPLES described in
+    `examples` with their row number and byte offset in the uncompressed stream;
+    they never stop the scan. After a syntax error the scan resumes on the next line.
     """
     malformed = Counter() if malformed is None else malformed
     examples = [] if examples is None else examples
@@ -112,27 +119,28 @@ def iter_rows(path, chunk_size: int = CHUNK_SIZE, malformed: Counter | None = No
     with open(path, "rb") as raw:
         gzipped = raw.read(2) == GZIP_MAGIC
     with (gzip.open if gzipped else open)(path, "rb") as fh:
-        s = _Stream(fh, chunk_size)
+        s = _Stream(fh, chunk_size, lookahead)
         while True:
-            s.pos = s.match(_SPACE).end()
+            s.skip_space()
             if s.at_end():
                 return
             insert = s.match(_INSERT)
             if insert is None:  # another statement: skip it, strings and comments included
-                while (piece := s.match(_SKIP)) and piece.group() != b";":
+                while (piece := s.match(_SKIP)) is not None:
                     s.pos = piece.end()
-                if piece is None and not s.at_end():
-                    bad("syntax", s.offset + s.pos)
-                    s.pos += 1
+                    if piece.group() == b";":
+                        break
                 else:
-                    s.pos = piece.end() if piece else s.pos
+                    if not s.at_end():  # an unterminated string or name
+                        bad("syntax", s.offset + s.pos)
+                        s.skip_line()
                 continue
             columns = insert.group(1)
             if columns and tuple(c.strip(b" `").decode() for c in columns.split(b",")) != COLUMNS:
                 raise ValueError(f"unsupported column list {columns!r} at byte {s.offset + s.pos}")
             s.pos = insert.end()
             while True:  # rows of one INSERT, separated by ',' and ended by ';'
-                s.pos = s.match(_SPACE).end()
+                s.skip_space()
                 row_number += 1
                 start = s.offset + s.pos
                 if (m := s.match(_ROW)) is not None:
@@ -146,24 +154,18 @@ def iter_rows(path, chunk_size: int = CHUNK_SIZE, malformed: Counter | None = No
                             yield int(m.group(1)), title, *map(int, m.group(3, 4, 5))
                         else:
                             bad("empty_title", start)
-                elif (m := s.match(_ANY_ROW)) is not None:  # a tuple, but not the 5 expected values
+                elif (m := s.match(_ANY_ROW)) is not None:  # a tuple, not of the 5 expected values
                     s.pos = m.end()
-                    fields = _FIELD.findall(m.group()[1:-1])[:-1] if m.group() != b"()" else []
-                    bad("field_count" if len(fields) != len(COLUMNS) else "field_type", start)
-                else:  # cannot find the row's end: skip to the end of the line
+                    n_fields = len(_STRINGS.sub(b"''", m.group(1)).split(b","))
+                    bad("field_count" if n_fields != len(COLUMNS) else "field_type", start)
+                else:
                     bad("syntax", start)
-                    while (newline := s.buf.find(b"\n", s.pos)) < 0 and s.more():
-                        pass
-                    s.pos = len(s.buf) if newline < 0 else newline + 1
+                    s.skip_line()
                     break
-                s.pos = s.match(_SPACE).end()
-                sep = s.match(re.compile(rb"[,;]"))
-                if sep is None:
-                    row_number += 1
+                s.skip_space()
+                if (sep := s.match(_SEPARATOR)) is None:
                     bad("syntax", s.offset + s.pos)
-                    while (newline := s.buf.find(b"\n", s.pos)) < 0 and s.more():
-                        pass
-                    s.pos = len(s.buf) if newline < 0 else newline + 1
+                    s.skip_line()
                     break
                 s.pos = sep.end()
                 if sep.group() == b";":
@@ -171,7 +173,8 @@ def iter_rows(path, chunk_size: int = CHUNK_SIZE, malformed: Counter | None = No
 
 
 def filter_categories(path, max_words: int = 2, min_subcats: int = 10, min_pages: int = 50,
-                      pages: str = "articles", chunk_size: int = CHUNK_SIZE):
+                      pages: str = "articles", chunk_size: int = CHUNK_SIZE,
+                      lookahead: int = LOOKAHEAD):
     """Apply the LaMini-LM topic rule to a category dump; return (titles, stats).
 
     Kept: words <= max_words, subcats > min_subcats, pages > min_pages (see the
@@ -187,7 +190,7 @@ def filter_categories(path, max_words: int = 2, min_subcats: int = 10, min_pages
     removed = Counter({rule: 0 for rule in RULES})
     kept: set[str] = set()
     rows = duplicates = 0
-    for _, title, n_pages, n_subcats, n_files in iter_rows(path, chunk_size, malformed, examples):
+    for _, title, n_pages, n_subcats, n_files in iter_rows(path, chunk_size, malformed, examples, lookahead):
         rows += 1
         title = title.replace("_", " ")
         n = n_pages - n_subcats - n_files if pages == "articles" else n_pages
@@ -214,12 +217,3 @@ def filter_categories(path, max_words: int = 2, min_subcats: int = 10, min_pages
     }
     return sorted(kept), stats
 
-
-def write_topics(path, out: Path, **rule) -> dict:
-    """Filtered titles, one per line, written atomically; returns the stats."""
-    titles, stats = filter_categories(path, **rule)
-    out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text("".join(t + "\n" for t in titles), encoding="utf-8")
-    tmp.replace(out)
-    return stats
