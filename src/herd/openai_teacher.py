@@ -39,7 +39,7 @@ from typing import Callable
 import httpx
 from tqdm import tqdm
 
-from herd.teacher import Answer, Request, ResponseCache, Teacher, request_key
+from herd.teacher import Answer, Request, ResponseCache, Teacher
 
 log = logging.getLogger(__name__)
 
@@ -202,8 +202,7 @@ class OpenAITeacher(Teacher):
     async def answer_async(self, requests: list[Request], desc: str = "teacher") -> list[Answer]:
         """Cached answers first, then the rest concurrently; results in the order of `requests`."""
         start = time.perf_counter()
-        keys = [request_key(self.backend, self.model_id, r) for r in requests]
-        answers: list[Answer | None] = [self.cache.get(k) for k in keys]
+        keys, answers = self._lookup(requests)
         todo = [i for i, a in enumerate(answers) if a is None]
         bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc=desc,
                    mininterval=5, unit="req")

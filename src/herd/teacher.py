@@ -112,6 +112,11 @@ class Teacher:
     def _generate(self, req: Request) -> Answer:
         raise NotImplementedError
 
+    def _lookup(self, requests: list[Request]) -> tuple[list[str], list[Answer | None]]:
+        """Cache keys of `requests` and their cached answers (None where not cached yet)."""
+        keys = [request_key(self.backend, self.model_id, r) for r in requests]
+        return keys, [self.cache.get(k) for k in keys]
+
     def _count(self, answers: list[Answer], seconds: float) -> None:
         """Add a finished call's answers to the statistics."""
         for ans in answers:
@@ -235,8 +240,7 @@ class TransformersTeacher(Teacher):
 
     def answer(self, requests: list[Request], desc: str = "teacher") -> list[Answer]:
         start = time.perf_counter()
-        keys = [request_key(self.backend, self.model_id, r) for r in requests]
-        answers: list[Answer | None] = [self.cache.get(k) for k in keys]
+        keys, answers = self._lookup(requests)
         todo = [i for i, a in enumerate(answers) if a is None]
         todo.sort(key=lambda i: (tuple(asdict(requests[i].decoding).values()), i))
         groups = [todo[j : j + self.batch_size] for j in range(0, len(todo), self.batch_size)]
@@ -270,8 +274,7 @@ class VLLMTeacher(Teacher):
 
     def answer(self, requests: list[Request], desc: str = "teacher") -> list[Answer]:
         start = time.perf_counter()
-        keys = [request_key(self.backend, self.model_id, r) for r in requests]
-        answers: list[Answer | None] = [self.cache.get(k) for k in keys]
+        keys, answers = self._lookup(requests)
         todo = [i for i, a in enumerate(answers) if a is None]
         if todo:
             try:
