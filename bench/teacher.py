@@ -4,12 +4,15 @@
    loop of the `openai` SDK, both against the same local server that answers
    every request after a fixed latency. The server's capacity for a client
    keeping C requests in flight is C / latency; the goal is >= 0.9 of it.
-2. engine: the default local engine (llama.cpp, in process) against
-   transformers `generate` on the same GGUF file, in generated tokens per
-   second; the goal is >= 10x.
+2. engine: the default local engine (llama.cpp in process, `parallel` requests
+   decoded together, as the workflow runs it) against transformers `generate`
+   on the same GGUF file (dequantized to float32), in generated tokens per
+   second; the goal is >= 10x. Also printed: llama.cpp one request at a time,
+   and transformers batched as herd's transformers backend runs it.
 
 Usage: python bench/teacher.py [--requests 800] [--latency 0.25] [--in-flight 16]
-                               [--tokens 48] [--threads 2] [--skip-engine]
+                               [--tokens 48] [--threads 2] [--parallel 8]
+                               [--engine-requests 16] [--skip-engine]
 """
 
 from __future__ import annotations
@@ -55,26 +58,68 @@ def bench_client(n: int, latency: float, in_flight: int) -> dict:
             "herd_vs_capacity": ours / capacity, "herd_vs_sequential": ours / sequential}
 
 
-def bench_engine(gguf: Path, tokens: int, threads: int) -> dict:
+TOPICS = ["volcanoes", "the printing press", "photosynthesis", "tides", "compound interest", "vaccines",
+          "the Roman roads", "jet engines", "coral reefs", "the blockchain", "glaciers", "the violin",
+          "sourdough bread", "black holes", "the immune system", "wind turbines"]
+
+
+def engine_requests(n: int, tokens: int) -> list[Request]:
+    return [Request([{"role": "user", "content": f"Write a short paragraph about {TOPICS[i % len(TOPICS)]}."}],
+                    Decoding(temperature=0.7, top_p=0.9, max_tokens=tokens), seed=i) for i in range(n)]
+
+
+def _teacher_tps(teacher, reqs: list[Request]) -> float:
+    start = time.perf_counter()
+    answers = teacher.answer(reqs, desc=teacher.backend)
+    seconds = time.perf_counter() - start
+    assert all(a.ok and not a.cached for a in answers), [a.error for a in answers if not a.ok]
+    return sum(a.completion_tokens for a in answers) / seconds
+
+
+def bench_engine(gguf: Path, tokens: int, threads: int, parallel: int, n: int) -> dict:
     import torch
     from llama_cpp import Llama
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch.set_num_threads(threads)
-    llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=threads, verbose=False)
-    llm.create_completion(PROMPT, max_tokens=4)  # warm up
-    start = time.perf_counter()
-    out = llm.create_completion(PROMPT, max_tokens=tokens, temperature=0.0)
-    llama_tps = out["usage"]["completion_tokens"] / (time.perf_counter() - start)
+    from herd.teacher import LlamaCppTeacher, TransformersTeacher
 
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.float32)
-    ids = tok(PROMPT, return_tensors="pt")
-    model.generate(**ids, max_new_tokens=4, do_sample=False)  # warm up
-    start = time.perf_counter()
-    gen = model.generate(**ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False)
-    hf_tps = (gen.shape[1] - ids["input_ids"].shape[1]) / (time.perf_counter() - start)
-    return {"llamacpp_tps": llama_tps, "transformers_tps": hf_tps, "ratio": llama_tps / hf_tps}
+    torch.set_num_threads(threads)
+    reqs = engine_requests(n, tokens)
+    with tempfile.TemporaryDirectory() as tmp:
+        # herd's default engine, as the workflow runs it
+        herd = LlamaCppTeacher(gguf, "bench", ResponseCache(Path(tmp) / "a.sqlite"), n_ctx=512,
+                               threads=threads, parallel=parallel)
+        herd.answer(reqs[:1], desc="warm-up")
+        herd.cache = ResponseCache(Path(tmp) / "b.sqlite")
+        herd_tps = _teacher_tps(herd, reqs)
+
+        # llama.cpp one request at a time (llama-cpp-python's own API)
+        llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=threads, verbose=False)
+        start, done = time.perf_counter(), 0
+        for r in reqs[:4]:
+            out = llm.create_chat_completion(r.messages, max_tokens=tokens, temperature=0.7, top_p=0.9, seed=r.seed)
+            done += out["usage"]["completion_tokens"]
+        single_tps = done / (time.perf_counter() - start)
+        del llm
+
+        # transformers generate on the same GGUF (dequantized to float32), one request at a time
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, torch_dtype=torch.float32)
+        ids = tok.apply_chat_template(reqs[0].messages, add_generation_prompt=True, return_tensors="pt",
+                                      return_dict=True)
+        model.generate(**ids, max_new_tokens=4, do_sample=False)  # warm up
+        start = time.perf_counter()
+        gen = model.generate(**ids, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=True,
+                             temperature=0.7, top_p=0.9)
+        hf_tps = (gen.shape[1] - ids["input_ids"].shape[1]) / (time.perf_counter() - start)
+        del model
+
+        # herd's transformers backend: batched generate, `parallel` requests per batch
+        hf = TransformersTeacher(str(gguf), "bench", ResponseCache(Path(tmp) / "c.sqlite"), batch_size=parallel)
+        hf_batched_tps = _teacher_tps(hf, reqs)
+    return {"herd_tps": herd_tps, "llamacpp_single_tps": single_tps, "transformers_tps": hf_tps,
+            "transformers_batched_tps": hf_batched_tps, "ratio": herd_tps / hf_tps,
+            "ratio_batched": herd_tps / hf_batched_tps}
 
 
 def main() -> None:
@@ -85,6 +130,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--gguf", type=Path, default=ROOT / "results/teacher_model/model.gguf")
     ap.add_argument("--threads", type=int, default=2, help="threads for both engines")
+    ap.add_argument("--parallel", type=int, default=8, help="requests decoded together (teacher.parallel)")
+    ap.add_argument("--engine-requests", type=int, default=16)
     ap.add_argument("--skip-engine", action="store_true")
     args = ap.parse_args()
 
@@ -97,10 +144,15 @@ def main() -> None:
     if not args.skip_engine:
         if not args.gguf.exists():
             sys.exit(f"{args.gguf} not found: build it with `snakemake --cores 2 results/teacher_model/model.gguf`")
-        e = bench_engine(args.gguf, args.tokens, args.threads)
-        print(f"engine: {args.gguf.name}, {args.tokens} new tokens, greedy, {args.threads} thread(s) each")
-        print(f"  llama.cpp {e['llamacpp_tps']:.1f} tok/s; transformers generate {e['transformers_tps']:.1f} tok/s")
-        print(f"  ratio llama.cpp / transformers = {e['ratio']:.1f}x  (goal >= 10)")
+        e = bench_engine(args.gguf, args.tokens, args.threads, args.parallel, args.engine_requests)
+        print(f"engine: {args.gguf.name}, {args.engine_requests} requests of at most {args.tokens} new tokens, "
+              f"sampled, {args.threads} thread(s) each")
+        print(f"  herd llamacpp backend ({args.parallel} in parallel) {e['herd_tps']:.1f} tok/s; "
+              f"llama.cpp one at a time {e['llamacpp_single_tps']:.1f} tok/s")
+        print(f"  transformers generate {e['transformers_tps']:.1f} tok/s; "
+              f"batched ({args.parallel} per batch, herd's transformers backend) {e['transformers_batched_tps']:.1f} tok/s")
+        print(f"  ratio herd engine / transformers generate = {e['ratio']:.1f}x  (goal >= 10)")
+        print(f"  ratio herd engine / transformers batched generate = {e['ratio_batched']:.1f}x")
 
 
 if __name__ == "__main__":

@@ -87,3 +87,32 @@ def test_transformers_backend_on_the_gguf(smollm2_gguf, tmp_path):
     assert teacher.stats["generated"] == 2 and teacher.stats["cached"] == 0
     again = TransformersTeacher(str(smollm2_gguf), "smollm2-hf", cache).answer(requests())
     assert all(a.cached for a in again)
+
+
+def test_llama_cpp_parallel_decoding_matches_one_at_a_time(smollm2_gguf, tmp_path):
+    """Continuous batching: more requests than slots, sampled and greedy, one too long."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(smollm2_gguf), n_ctx=256, n_threads=2, verbose=False)
+    one_at_a_time = [llm.create_chat_completion(r.messages, temperature=0.0, max_tokens=DECODING.max_tokens)
+                     ["choices"][0]["message"]["content"] for r in requests()]
+    del llm
+    greedy = requests() * 3  # 6 greedy requests through 4 slots: slots are reused
+    sampled = [Request([{"role": "user", "content": f"Say something about the number {i}."}],
+                       Decoding(temperature=0.9, top_p=0.9, max_tokens=10), seed=100 + i) for i in range(5)]
+    too_long = Request([{"role": "user", "content": "word " * 400}], DECODING, seed=1)
+    teacher = LlamaCppTeacher(smollm2_gguf, "smollm2@p4", ResponseCache(tmp_path / "a.sqlite"), n_ctx=256,
+                              parallel=4)
+    answers = teacher.answer(greedy + sampled + [too_long])
+    # greedy decoding in a batch of 4 gives the answers of llama-cpp-python's own API, one at a time
+    for got, ref in zip(answers[:6], one_at_a_time * 3):
+        assert got.ok and rouge_l_f1(rouge_tokens(got.text), rouge_tokens(ref)) >= 0.8, (got.text, ref)
+    assert all(a.ok and a.text.strip() and 0 < a.completion_tokens <= 10 for a in answers[6:11])
+    assert all(a.finish_reason in ("stop", "length") for a in answers[:11])
+    # a prompt that cannot fit is an error with its reason, never an empty answer
+    assert not answers[11].ok and answers[11].text is None and "teacher.n_ctx" in answers[11].error
+    assert teacher.stats == {**teacher.stats, "requests": 12, "generated": 11, "failed": 1}
+    # each request's seed fixes its sample, whatever else shares the batch
+    alone = LlamaCppTeacher(smollm2_gguf, "smollm2@p4", ResponseCache(tmp_path / "b.sqlite"), n_ctx=256,
+                            parallel=2).answer(sampled[::-1])
+    assert [a.text for a in alone[::-1]] == [a.text for a in answers[6:11]]

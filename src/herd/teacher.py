@@ -148,43 +148,48 @@ class Teacher:
 
 
 class LlamaCppTeacher(Teacher):
-    """A GGUF model run in process by llama.cpp (the embedded default)."""
+    """A GGUF model run in process by llama.cpp (the embedded default), `parallel`
+    requests decoded together (continuous batching, herd.llamacpp_parallel)."""
 
     backend = "llamacpp"
 
     def __init__(self, gguf_path: str | Path, model_id: str, cache: ResponseCache,
-                 n_ctx: int = 2048, threads: int = 2):
+                 n_ctx: int = 2048, threads: int = 2, parallel: int = 8):
         super().__init__(model_id, cache)
         self.gguf_path = Path(gguf_path)
         self.n_ctx = n_ctx
         self.threads = threads
-        self._llm = None
+        self.parallel = parallel
+        self._llm = self._decoder = None
 
     @property
-    def llm(self):
-        if self._llm is None:  # loaded lazily: a fully cached shard never loads the model
+    def decoder(self):
+        if self._decoder is None:  # loaded lazily: a fully cached shard never loads the model
             from llama_cpp import Llama
 
-            self._llm = Llama(model_path=str(self.gguf_path), n_ctx=self.n_ctx,
-                              n_threads=self.threads, n_batch=512, verbose=False)
-        return self._llm
+            from herd.llamacpp_parallel import ParallelDecoder
 
-    def _generate(self, req: Request) -> Answer:
-        out = self.llm.create_chat_completion(
-            messages=req.messages,
-            temperature=req.decoding.temperature,
-            top_p=req.decoding.top_p,
-            max_tokens=req.decoding.max_tokens,
-            seed=req.seed,
-        )
-        choice = out["choices"][0]
-        usage = out.get("usage", {})
-        return Answer(
-            text=choice["message"]["content"],
-            finish_reason=choice.get("finish_reason"),
-            prompt_tokens=usage.get("prompt_tokens", 0),
-            completion_tokens=usage.get("completion_tokens", 0),
-        )
+            # this context only tokenizes; the decoder has its own, sized for `parallel` sequences
+            self._llm = Llama(model_path=str(self.gguf_path), n_ctx=64, n_threads=self.threads, verbose=False)
+            self._decoder = ParallelDecoder(self._llm, self.parallel, self.n_ctx, self.threads)
+        return self._decoder
+
+    def answer(self, requests: list[Request], desc: str = "teacher") -> list[Answer]:
+        start = time.perf_counter()
+        keys, answers = self._lookup(requests)
+        todo = [i for i, a in enumerate(answers) if a is None]
+        if todo:
+            with tqdm(total=len(todo), desc=desc, mininterval=5, unit="req") as bar:
+                for j, ans in self.decoder.generate([requests[i] for i in todo]):
+                    i = todo[j]
+                    if ans.ok:  # stored the moment it is finished
+                        self.cache.put(keys[i], ans)
+                    else:
+                        log.warning("teacher request failed: %s", ans.error)
+                    answers[i] = ans
+                    bar.update()
+        self._count(answers, time.perf_counter() - start)
+        return answers
 
 
 class TransformersTeacher(Teacher):
@@ -307,7 +312,8 @@ def make_teacher(cfg: dict, manifest: dict, gguf_path: str | Path | None, thread
     cache = ResponseCache(Path(cfg["cache_dir"]) / "teacher.sqlite")
     if backend == "llamacpp":
         model_id = f"{manifest['name']}@{manifest['sha256']}"
-        return LlamaCppTeacher(gguf_path, model_id, cache, n_ctx=cfg["n_ctx"], threads=threads)
+        return LlamaCppTeacher(gguf_path, model_id, cache, n_ctx=cfg["n_ctx"], threads=threads,
+                               parallel=cfg["parallel"])
     if backend == "vllm":
         return VLLMTeacher(cfg["model"], cfg["model_id"] or cfg["model"], cache)
     if backend == "transformers":
