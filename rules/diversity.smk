@@ -1,15 +1,20 @@
-# Diversity of the generated instructions: embeddings, clusters, a 2-D map.
+# Diversity of the instructions: embeddings, clusters, a 2-D map with the seeds, MATTR,
+# duplicate rates (in the dataset, and before the filter from its kept + excluded records).
 
 
 rule diversity:
     input:
         train="results/dataset/train.jsonl",
         validation="results/dataset/validation.jsonl",
+        kept="results/filter/instructions.jsonl",
+        excluded="results/filter/exclusions.jsonl",
+        filter_stats="results/filter/stats.json",
         seeds=seed_files(),
     output:
-        summary="results/diversity/summary.json",
+        summary=report("results/diversity/summary.json", category="Diversity",
+                       caption="../config/report/diversity.rst", labels={"figure": "summary (JSON)"}),
         plot=report("results/diversity/map.png", category="Diversity",
-                    caption="../config/report/diversity.rst"),
+                    caption="../config/report/diversity.rst", labels={"figure": "t-SNE map"}),
     log:
         "logs/diversity/diversity.log",
     benchmark:
@@ -21,7 +26,7 @@ rule diversity:
         cfg=config["diversity"],
         seed_tasks=config["seed_tasks"],
         seed=config["seed"],
-        code=code_version("diversity"),
+        code=code_version("diversity", "filters", "sources"),
     conda:
         "../envs/herd.yaml"
     script:

@@ -1,4 +1,5 @@
-# Self-Instruct / Alpaca filters over all generated instructions, in generation order.
+# Self-Instruct / Alpaca filters over all generated instructions, in generation order
+# (optionally an embedding near-duplicate step: filter.embedding_threshold).
 
 
 rule filter:
@@ -13,10 +14,11 @@ rule filter:
         "logs/filter/filter.log",
     benchmark:
         "benchmarks/filter/filter.tsv"
+    threads: 2 if config["filter"].get("embedding_threshold") is not None else 1
     params:
         cfg=config["filter"],
         seed_tasks=config["seed_tasks"],
-        code=code_version("filters", "sources"),
+        code=code_version("filters", "sources", "diversity"),
     conda:
         "../envs/herd.yaml"
     script:

@@ -85,3 +85,122 @@ def test_leading_char_and_prefix():
     assert LeadingChar()("") == "empty"
     assert LeadingChar()("3 reasons to learn Python?") is None
     assert ProgramPrefix()("write a program to add numbers") == "write_a_program"
+
+
+# --- embedding near-duplicates, with real all-MiniLM-L6-v2 embeddings (the packaged model) ---
+
+EMB_CFG = {**CFG, "embedding_threshold": 0.8}
+SEED = "Give three tips for staying healthy."
+PARAPHRASE = "What are three ways to stay healthy?"  # cosine about 0.88 with SEED, ROUGE-L F1 0.31
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    from herd.diversity import load_embedder
+
+    return load_embedder("all-minilm-l6-v2")
+
+
+def test_embedding_novelty_drops_paraphrases_that_rouge_keeps():
+    from herd.filters import Drop, EmbeddingNovelty
+
+    assert rouge_l_f1(rouge_tokens(SEED), rouge_tokens(PARAPHRASE)) <= 0.7  # ROUGE-L misses it
+    step = EmbeddingNovelty([SEED], threshold=0.8)  # no prepare: each text embedded on its own
+    drop = step(PARAPHRASE)
+    assert isinstance(drop, Drop) and drop.reason == "embedding_similar"
+    assert drop.detail["nearest"] == SEED and 0.8 < drop.detail["similarity"] < 1
+    assert step("Name the capital city of France.") is None  # unrelated: kept, now a reference
+    drop = step("What is the capital of France?")  # ROUGE-L F1 0.67 with the kept one
+    assert drop.reason == "embedding_similar" and drop.detail["nearest"] == "Name the capital city of France."
+    assert step("Translate 'good morning' into Spanish.") is None
+    assert step("List four uses of copper in industry.") is None
+
+
+def test_build_steps_adds_the_embedding_step_only_when_enabled():
+    from herd.filters import EmbeddingNovelty
+
+    assert not any(isinstance(s, EmbeddingNovelty) for s in build_steps(CFG, []))
+    assert not any(isinstance(s, EmbeddingNovelty) for s in build_steps({**CFG, "embedding_threshold": None}, []))
+    step = build_steps(EMB_CFG, [SEED])[-1]
+    assert isinstance(step, EmbeddingNovelty) and step.threshold == 0.8
+    assert step._encoder is None  # the model loads on first use, not when the step is built
+
+
+def test_embedding_drops_are_counted_with_nearest_text_in_the_exclusions():
+    records = [
+        {"id": "1", "instruction": "Name the capital city of France."},
+        {"id": "2", "instruction": "What is the capital of France?"},  # paraphrase of 1
+        {"id": "3", "instruction": "What is the capital of France today?"},  # ROUGE-L 0.92 with 2, 0.62 with 1
+        {"id": "4", "instruction": "  What are three ways to stay healthy?"},  # paraphrase of the seed
+        {"id": "5", "instruction": "Name the capital city of France."},  # exact repeat of 1
+        {"id": "6", "instruction": "Name the capital city of Spain, please."},  # ROUGE-L 0.77 with 1
+        {"id": "7", "instruction": "Translate 'good morning' into Spanish."},
+        {"id": "8", "instruction": "Hi."},
+    ]
+    kept, excluded, stats = apply_filters(records, build_steps(EMB_CFG, [SEED]))
+    assert [r["id"] for r in kept] == ["1", "7"]
+    reasons = {e["id"]: e["reason"] for e in excluded}
+    # 3 is near 2 by ROUGE-L, but 2 was dropped, so it is no reference: 3 meets 1 by embedding
+    assert reasons == {"2": "embedding_similar", "3": "embedding_similar", "4": "embedding_similar",
+                       "5": "exact_duplicate", "6": "rouge_similar", "8": "too_short"}
+    nearest = {e["id"]: e.get("nearest") for e in excluded}
+    assert nearest == {"2": records[0]["instruction"], "3": records[0]["instruction"], "4": SEED,
+                       "5": None, "6": None, "8": None}
+    assert all(0.8 < e["similarity"] <= 1 for e in excluded if e["reason"] == "embedding_similar")
+    assert stats == {"input": 8, "kept": 2, "dropped": 6,
+                     "dropped_by_reason": {"embedding_similar": 3, "exact_duplicate": 1,
+                                           "rouge_similar": 1, "too_short": 1}}
+
+
+@pytest.fixture(scope="module")
+def alpaca_instructions():
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "shared/data/seed/alpaca_5000.json"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    return [r["instruction"] for r in json.loads(path.read_text())]
+
+
+def test_blocked_embedding_filter_keeps_exactly_what_the_plain_loop_keeps(minilm, alpaca_instructions):
+    import random
+
+    import numpy as np
+
+    from herd.diversity import encode
+    from herd.filters import EmbeddingNovelty, embedding_novelty_keep
+
+    rng = random.Random(0)
+    real = alpaca_instructions[:240]
+    near = []
+    for text in rng.sample(real, 60):  # a word dropped: near duplicates, mostly cos > 0.9
+        words = text.split()
+        del words[rng.randrange(len(words))]
+        near.append(" ".join(words))
+    candidates = real + near + real[:5]  # and a few exact repeats
+    rng.shuffle(candidates)
+    seeds = [SEED, "Explain photosynthesis to a child."]
+    threshold = 0.9
+
+    # the plain algorithm: every candidate against the seeds and every kept one, one at a time
+    unique = list(dict.fromkeys(candidates))
+    vec = dict(zip(unique, encode(minilm, unique)))
+    refs = list(encode(minilm, seeds))
+    expected = []
+    for text in candidates:
+        keep = max(float(r @ vec[text]) for r in refs) <= threshold
+        expected.append(keep)
+        if keep:
+            refs.append(vec[text])
+    assert 10 < expected.count(False) < len(candidates) - 100
+
+    step = EmbeddingNovelty(seeds, threshold, block=16)  # small blocks: many block boundaries
+    step._encoder = minilm
+    kept, excluded, _ = apply_filters([{"id": str(i), "instruction": t} for i, t in enumerate(candidates)], [step])
+    assert [int(r["id"]) for r in kept] == [i for i, k in enumerate(expected) if k]
+    assert {e["reason"] for e in excluded} == {"embedding_similar"}
+
+    flags = embedding_novelty_keep(np.stack([vec[t] for t in candidates]), threshold,
+                                   references=encode(minilm, seeds), block=16)
+    assert flags.tolist() == expected

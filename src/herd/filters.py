@@ -1,8 +1,10 @@
 """Self-Instruct / Alpaca filters as small steps; every drop has a reason.
 
-Each step takes an instruction and returns None (keep) or a reason string.
-The ROUGE-L novelty step is stateful: a candidate is compared with the seeds
-and with every instruction kept before it, in order, as Self-Instruct does.
+Each step takes an instruction and returns None (keep), a reason string, or a
+`Drop` (a reason with details for the exclusion record). The novelty steps
+(ROUGE-L, and optionally sentence embeddings) are stateful: a candidate is
+compared with the seeds and with every instruction kept before it, in order, as
+Self-Instruct does. They `check` a candidate and `add` it once every step kept it.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 import re
 from array import array
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from rapidfuzz import process
@@ -24,6 +26,19 @@ DEFAULT_BLACKLIST = (
 )
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class Drop:
+    """A drop with details that go into the exclusion record (e.g. the nearest kept text)."""
+
+    reason: str
+    detail: dict = field(default_factory=dict)
+
+
+def normalize(text: str) -> str:
+    """The exact-duplicate key: lowercase, whitespace runs collapsed to one space."""
+    return " ".join(text.lower().split())
 
 
 def rouge_tokens(text: str) -> list[str]:
@@ -104,7 +119,7 @@ class ExactDuplicate:
         self.seen: set[str] = set()
 
     def __call__(self, text: str) -> str | None:
-        key = " ".join(text.lower().split())
+        key = normalize(text)
         if key in self.seen:
             return "exact_duplicate"
         self.seen.add(key)
@@ -179,13 +194,24 @@ class RougeNovelty:
             self._rerank()
         for text in references:
             self._add(*self._encode(text))
+        self._pending = None  # (text, code, elements) of the last check
+
+    def check(self, text: str) -> str | None:
+        """Return "rouge_similar" when `text` is too close to a reference; references stay as they are."""
+        code, elements = self._encode(text)
+        self._pending = (text, code, elements)
+        return "rouge_similar" if self._is_similar(code, elements) else None
+
+    def add(self, text: str) -> None:
+        """Make a kept `text` a reference (reusing its encoding from `check`)."""
+        pending, self._pending = self._pending, None
+        self._add(*(pending[1:] if pending is not None and pending[0] == text else self._encode(text)))
 
     def __call__(self, text: str) -> str | None:
-        code, elements = self._encode(text)
-        if self._is_similar(code, elements):
-            return "rouge_similar"
-        self._add(code, elements)
-        return None
+        reason = self.check(text)
+        if reason is None:
+            self.add(text)
+        return reason
 
     def _points(self, text: str) -> list[int]:
         """Tokens -> one code point each (token ids, skipping the surrogate range)."""
@@ -309,8 +335,186 @@ def novelty_keep(candidates: list[str], references: list[str], threshold: float 
     return [novelty(text) is None for text in candidates]
 
 
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"  # the packaged model; see herd.diversity.embedder_path
+EMBED_BLOCK = 1024  # candidates scored against the references with one matrix product
+REF_CHUNK = 16384  # references per slice of that product (bounds its memory: block x chunk floats)
+
+
+def _best_match(refs: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row, the largest dot product with a row of `refs` and that row's index
+    (-inf and -1 when there are no references); products in slices of REF_CHUNK rows."""
+    best = np.full(len(queries), -np.inf, dtype=np.float32)
+    arg = np.full(len(queries), -1, dtype=np.int64)
+    for start in range(0, len(refs), REF_CHUNK):
+        sims = queries @ refs[start:start + REF_CHUNK].T  # (queries, chunk): row-wise argmax is contiguous
+        top = sims.argmax(axis=1)
+        score = sims[np.arange(len(queries)), top]
+        better = score > best
+        best[better], arg[better] = score[better], top[better] + start
+    return best, arg
+
+
+def embedding_novelty_keep(vectors: np.ndarray, threshold: float = 0.9,
+                           references: np.ndarray | None = None, block: int = EMBED_BLOCK) -> np.ndarray:
+    """Keep flags of the sequential embedding filter over normalised `vectors`, in order.
+
+    A vector is dropped when its dot product (cosine) with a reference or with an earlier
+    kept vector is > threshold: EmbeddingNovelty's semantics for a whole array at once.
+    Each block of vectors meets the references kept before it in one matrix product, and
+    the block's own earlier kept vectors in a block x block one."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    d = vectors.shape[1] if vectors.ndim == 2 else 0
+    seeds = np.zeros((0, d), np.float32) if references is None else np.asarray(references, np.float32).reshape(-1, d)
+    refs = np.concatenate([seeds, np.zeros((len(vectors), d), np.float32)])  # rows [0, n) hold the references
+    n = len(seeds)
+    keep = np.zeros(len(vectors), dtype=bool)
+    for start in range(0, len(vectors), block):
+        part = vectors[start:start + block]
+        best, _ = _best_match(refs[:n], part)
+        within = part @ part.T
+        chosen: list[int] = []
+        for i in range(len(part)):
+            if best[i] > threshold or (chosen and within[i, chosen].max() > threshold):
+                continue
+            chosen.append(i)
+        keep[start + np.array(chosen, dtype=np.int64)] = True
+        refs[n:n + len(chosen)] = part[chosen]
+        n += len(chosen)
+    return keep
+
+
+class EmbeddingNovelty:
+    """Drop a candidate whose embedding cosine with any reference exceeds `threshold`.
+
+    References are the seeds plus every instruction kept so far, in order: the same
+    sequential semantics as RougeNovelty, with sentence embeddings (the packaged
+    all-MiniLM-L6-v2 by default) instead of ROUGE-L, so paraphrases with few words in
+    common are caught too. The drop's record names the nearest reference and the score.
+
+    Embeddings are normalised, so cosine is a dot product. `prepare(texts)` embeds the
+    candidates in batches before the run (apply_filters calls it); then each block of
+    EMBED_BLOCK upcoming candidates is scored against all references with one matrix
+    product, and a candidate meets the few references added since its block began in a
+    small one. A text that was not prepared is embedded on its own. The model is loaded
+    on first use: building the step costs nothing.
+    """
+
+    reason = "embedding_similar"
+
+    def __init__(self, references: list[str], threshold: float = 0.9, model: str = DEFAULT_EMBEDDER,
+                 *, batch_size: int = 128, block: int = EMBED_BLOCK):
+        if not -1 <= threshold <= 1:
+            raise ValueError(f"embedding threshold is a cosine in [-1, 1], got {threshold}")
+        self.threshold = threshold
+        self.model = model
+        self.batch_size = batch_size
+        self.block = block
+        self._encoder = None
+        self._ref_texts: list[str] = list(dict.fromkeys(references))
+        self._refs: np.ndarray | None = None  # rows [0, _n) are the references' vectors
+        self._n = 0
+        self._vectors = np.zeros((0, 0), np.float32)  # prepared candidates, one row per distinct text
+        self._uid: dict[str, int] = {}
+        self._positions: dict[int, list[int]] = {}  # distinct text -> its positions in the prepared order
+        self._order: list[int] = []
+        self._cursor = 0  # prepared position of the last check
+        self._scores: dict[int, tuple[float, int]] = {}  # this block: uid -> best (score, reference) of [0, _frozen)
+        self._frozen = 0
+        self._pending = None  # (text, vector) of the last check
+        self.seconds_embedding = 0.0
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        import time
+
+        from herd import diversity
+
+        if self._encoder is None:
+            self._encoder = diversity.load_embedder(self.model)
+        start = time.perf_counter()
+        vectors = diversity.encode(self._encoder, texts, self.batch_size)
+        self.seconds_embedding += time.perf_counter() - start
+        return vectors
+
+    def _ensure_refs(self) -> None:
+        if self._refs is None:
+            vectors = self._encode(self._ref_texts)
+            self._n = len(vectors)
+            self._refs = np.zeros((max(1024, 2 * self._n), vectors.shape[1]), np.float32)
+            self._refs[: self._n] = vectors
+
+    def prepare(self, texts: list[str]) -> None:
+        """Embed the candidates to come (in their order) in batches."""
+        self._ensure_refs()
+        self._uid = {}
+        self._order = [self._uid.setdefault(t, len(self._uid)) for t in texts]
+        self._positions = {}
+        for pos, uid in enumerate(self._order):
+            self._positions.setdefault(uid, []).append(pos)
+        self._vectors = self._encode(list(self._uid))
+        self._cursor, self._scores, self._frozen = 0, {}, 0
+
+    def _block_scores(self, uid: int) -> tuple[float, int]:
+        """Best (score, reference) of a prepared text among references [0, _frozen); a new
+        block from the text's next prepared position when it is not in the current one."""
+        cached = self._scores.get(uid)
+        if cached is not None:
+            return cached
+        import bisect
+
+        positions = self._positions[uid]
+        k = bisect.bisect_left(positions, self._cursor)
+        if k < len(positions):
+            self._cursor = positions[k]
+            uids = list(dict.fromkeys(self._order[self._cursor:self._cursor + self.block]))
+        else:  # checked again out of order: a block of its own
+            uids = [uid]
+        best, arg = _best_match(self._refs[: self._n], self._vectors[uids])
+        self._scores = {u: (float(b), int(a)) for u, b, a in zip(uids, best, arg)}
+        self._frozen = self._n
+        return self._scores[uid]
+
+    def check(self, text: str) -> Drop | None:
+        """A Drop naming the nearest reference when `text` is too similar; references unchanged."""
+        self._ensure_refs()
+        uid = self._uid.get(text)
+        if uid is None:
+            vector = self._encode([text])[0]
+            best, arg, since = -np.inf, -1, 0
+        else:
+            vector = self._vectors[uid]
+            (best, arg), since = self._block_scores(uid), self._frozen
+        if self._n > since:  # references added after the block's product
+            sims = self._refs[since:self._n] @ vector
+            k = int(sims.argmax())
+            if sims[k] > best:
+                best, arg = float(sims[k]), since + k
+        self._pending = (text, vector)
+        if best > self.threshold:
+            return Drop(self.reason, {"nearest": self._ref_texts[arg], "similarity": round(float(best), 4)})
+        return None
+
+    def add(self, text: str) -> None:
+        """Make a kept `text` a reference."""
+        self._ensure_refs()
+        pending, self._pending = self._pending, None
+        vector = pending[1] if pending is not None and pending[0] == text else self._encode([text])[0]
+        if self._n == len(self._refs):
+            self._refs = np.concatenate([self._refs, np.zeros_like(self._refs)])
+        self._refs[self._n] = vector
+        self._n += 1
+        self._ref_texts.append(text)
+
+    def __call__(self, text: str) -> Drop | None:
+        verdict = self.check(text)
+        if verdict is None:
+            self.add(text)
+        return verdict
+
+
 def build_steps(cfg: dict, seed_instructions: list[str]) -> list:
-    return [
+    """The configured steps in order; the embedding step (last, the costliest) only when
+    `embedding_threshold` is set."""
+    steps = [
         WordCount(cfg["min_words"], cfg["max_words"]),
         Blacklist(tuple(cfg["blacklist"])),
         ProgramPrefix(),
@@ -318,24 +522,51 @@ def build_steps(cfg: dict, seed_instructions: list[str]) -> list:
         ExactDuplicate(),
         RougeNovelty(seed_instructions, cfg["rouge_threshold"]),
     ]
+    if cfg.get("embedding_threshold") is not None:
+        steps.append(EmbeddingNovelty(seed_instructions, cfg["embedding_threshold"],
+                                      cfg.get("embedding_model", DEFAULT_EMBEDDER)))
+    return steps
+
+
+def _verdict(steps: list, text: str):
+    """The first drop of `text` among `steps` (learning steps are only checked), or None."""
+    for step in steps:
+        verdict = step.check(text) if hasattr(step, "add") else step(text)
+        if verdict:
+            return verdict
+    return None
 
 
 def apply_filters(records: list[dict], steps: list) -> tuple[list[dict], list[dict], dict]:
-    """Run records through the steps in order; return (kept, excluded, stats)."""
+    """Run records through the steps in order; return (kept, excluded, stats).
+
+    A record is kept when no step drops it; then every step that learns from kept
+    records (`add`: the novelty steps) adds it. The steps before the first such step do
+    not depend on later verdicts, so they run over all records first, and the later
+    steps that batch their work (`prepare`: embeddings) are handed the survivors.
+    """
+    texts = [rec["instruction"].strip() for rec in records]
+    split = next((i for i, step in enumerate(steps) if hasattr(step, "add")), len(steps))
+    early, late = steps[:split], steps[split:]
+    verdicts = [_verdict(early, text) for text in texts]
+    survivors = [text for text, verdict in zip(texts, verdicts) if not verdict]
+    for step in late:
+        if hasattr(step, "prepare"):
+            step.prepare(survivors)
+    learners = [step for step in late if hasattr(step, "add")]
     kept, excluded = [], []
     reasons: Counter = Counter()
-    for rec in records:
-        text = rec["instruction"].strip()
-        reason = None
-        for step in steps:
-            reason = step(text)
-            if reason:
-                break
-        if reason:
-            reasons[reason] += 1
-            excluded.append({**rec, "reason": reason})
-        else:
+    for rec, text, verdict in zip(records, texts, verdicts):
+        if not verdict:
+            verdict = _verdict(late, text)
+        if not verdict:
+            for step in learners:
+                step.add(text)
             kept.append({**rec, "instruction": text})
+            continue
+        drop = verdict if isinstance(verdict, Drop) else Drop(verdict)
+        reasons[drop.reason] += 1
+        excluded.append({**rec, "reason": drop.reason, **drop.detail})
     stats = {
         "input": len(records),
         "kept": len(kept),
