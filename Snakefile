@@ -43,6 +43,7 @@ if herd.cost.price(config["teacher"]) != herd.cost.FREE:
 
 
 include: "rules/common.smk"
+include: "rules/downloads.smk"
 include: "rules/assets.smk"
 include: "rules/plan.smk"
 include: "rules/topics.smk"

@@ -1,5 +1,6 @@
 # Helpers shared by the rules: file lists derived from the config, and rerun triggers.
 from herd.config import code_version, student as student_cfg
+from herd.sources import is_local
 
 VARIANT_DIRS = {
     "pytorch": "results/students/{student}/model",
@@ -28,8 +29,8 @@ def response_shards():
     return [f"results/responses/{i}.jsonl" for i in range(config["responses"]["shards"])]
 
 
-def seed_files():
-    return [s["path"] for s in config["seed_tasks"]]
+def seed_files():  # local seed files and folders; a Hub dataset is fetched by the jobs reading it
+    return [s["path"] for s in config["seed_tasks"] if is_local(s)]
 
 
 def student_names():

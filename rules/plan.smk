@@ -1,4 +1,5 @@
-# The teacher's bill before it is run: requests, tokens and dollars from the config alone.
+# The bill before the run: the teacher's requests, tokens and dollars, and the students'
+# GPU-hours, from the config alone (Hub datasets are not downloaded for it).
 # A paid run is also checked against teacher.max_budget_usd when the workflow starts (Snakefile).
 
 
@@ -11,8 +12,9 @@ rule plan:
     log:
         "logs/plan/plan.log",
     params:
-        config={k: config[k] for k in ("teacher", "instructions", "responses", "plan", "seed_tasks", "seed")},
-        code=code_version("cost", "prompts"),
+        config={k: config[k] for k in ("teacher", "instructions", "responses", "plan", "seed_tasks", "seed",
+                                       "dataset", "students")},
+        code=code_version("cost", "prompts", "sources"),
     conda:
         "../envs/herd.yaml"
     script:

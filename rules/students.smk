@@ -16,6 +16,9 @@ rule students:
     threads: 2
     resources:
         mem_mb=8000,
+        # GPUs of this student's job (students[].gpus, default 0): the slurm executor turns it
+        # into sbatch --gpus; a profile's set-resources for this rule would override it
+        gpu=lambda wc: student_cfg(config, wc.student).get("gpus", 0),
     params:
         cfg=lambda wc: student_cfg(config, wc.student),
         seed=config["seed"],

@@ -1,7 +1,11 @@
-"""Write the teacher's plan: requests, tokens and dollars, from the config alone."""
+"""Write the plan: the teacher's requests, tokens and dollars, the students' GPU-hours."""
+import logging
+
 from herd import cost, io, logs
 
 logs.to_file(snakemake.log[0])
 estimate = cost.plan_from_config(snakemake.params.config)
 io.write_json(snakemake.output.json, estimate)
 io.write_text(snakemake.output.text, cost.format_plan(estimate))
+logging.info("plan: %d teacher requests, $%.2f, %.1f GPU-hours", estimate["total"]["requests"],
+             estimate["total"]["usd"], estimate.get("training", {}).get("total_gpu_hours", 0.0))

@@ -71,3 +71,74 @@ def test_seed_rows_for_reanswer_and_passthrough(tmp_path):
     assert seed_rows(cfg["seed_tasks"], "passthrough") == [
         {"id": "seed-orig-0000000", "instruction": "Add the numbers.\n\n2, 3", "instruction_source": "orig",
          "response": "5"}]
+
+
+# Hugging Face datasets as seed sources (format hf): a local dataset folder goes through the
+# same datasets.load_dataset call as a Hub name, offline.
+
+def _hf_dir(tmp_path, rows, name="train.jsonl"):
+    d = tmp_path / "ds"
+    d.mkdir()
+    (d / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return d
+
+
+def test_hf_local_dataset_folder_with_column_mapping(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    from herd.config import validate
+    from herd.sources import load_spec
+
+    d = _hf_dir(tmp_path, [{"inputs": f"Question {i}: what is {i} + {i}?", "targets": str(2 * i), "task": "add"}
+                           for i in range(6)])
+    cfg = validate({"seed_tasks": [{"path": str(d), "format": "hf", "source": "p3",
+                                    "columns": {"instruction": "inputs", "output": "targets"},
+                                    "use": "reanswer", "limit": 4}]})
+    seeds = load_spec(cfg["seed_tasks"][0])
+    assert [s.instruction for s in seeds] == [f"Question {i}: what is {i} + {i}?" for i in range(4)]
+    assert [(s.input, s.output, s.source) for s in seeds[:2]] == [("", "0", "p3"), ("", "2", "p3")]
+    from herd.sources import seed_rows
+
+    assert seed_rows(cfg["seed_tasks"], "reanswer")[1] == {
+        "id": "seed-p3-0000001", "instruction": "Question 1: what is 1 + 1?", "instruction_source": "p3"}
+
+
+def test_hf_parquet_folder_default_columns_split_and_shuffle(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    import pandas as pd
+
+    from herd.sources import load_hf
+
+    d = tmp_path / "alpaca"
+    d.mkdir()
+    rows = [{"instruction": f"Name thing {i}.", "input": "ctx" if i % 2 else "", "output": f"thing {i}"}
+            for i in range(20)]
+    pd.DataFrame(rows).to_parquet(d / "train-00000-of-00001.parquet")
+    first = load_hf(d, "alpaca", limit=3)
+    assert [s.instruction for s in first] == ["Name thing 0.", "Name thing 1.", "Name thing 2."]
+    assert first[1].input == "ctx" and first[1].output == "thing 1"
+    sample = load_hf(d, "alpaca", limit=5, shuffle=True)
+    assert len(sample) == 5 and len({s.instruction for s in sample}) == 5
+    assert sample == load_hf(d, "alpaca", limit=5, shuffle=True)  # a fixed seed: the same sample
+    assert [s.instruction for s in sample] != [s.instruction for s in load_hf(d, "alpaca", limit=5)]
+    assert len(load_hf(d, "alpaca", split="train[:50%]")) == 10
+
+
+def test_hf_missing_instruction_column_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "cache"))
+    from herd.sources import load_hf
+
+    d = _hf_dir(tmp_path, [{"prompt": "Say hi.", "completion": "hi"}])
+    with pytest.raises(SourceError, match=r"no column 'instruction'.*\['completion', 'prompt'\]|no column 'instruction'.*prompt"):
+        load_hf(d, "x")
+    with pytest.raises(SourceError, match=r"no column 'answer' for the output"):
+        load_hf(d, "x", columns={"instruction": "prompt", "output": "answer"})
+    assert load_hf(d, "x", columns={"instruction": "prompt", "output": "completion"})[0].output == "hi"
+
+
+def test_hf_hub_sources_are_no_rule_inputs(tmp_path):
+    from herd.sources import is_local
+
+    d = _hf_dir(tmp_path, [{"instruction": "Do it."}])
+    assert not is_local({"path": "tatsu-lab/alpaca", "format": "hf"})
+    assert is_local({"path": str(d), "format": "hf"})
+    assert is_local({"path": "config/data/seed_tasks.jsonl", "format": "selfinstruct"})

@@ -4,7 +4,8 @@ The ledger has one row per request of a shard: its cache key, the stage, the
 model, prompt and completion tokens, whether it came from the cache, and the
 dollars it cost in this run (a cached answer costs nothing again). The plan
 estimates requests, tokens and dollars from the configuration alone, before
-anything is sent, and refuses a run whose estimate exceeds the budget.
+anything is sent, and refuses a run whose estimate exceeds the budget. It also
+estimates each student's training compute in GPU-hours (see `training_flops`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from herd.prompts import PROMPT_TEMPLATE
 from herd.teacher import Answer, Request, Teacher, request_key
 
 CHARS_PER_TOKEN = 4  # rough English average, used only for estimates
@@ -20,6 +22,12 @@ WORDS_TO_TOKENS = 1.35
 EXPECTED_INSTRUCTION_TOKENS = 24  # one generated instruction with its tags
 EXPECTED_RESPONSE_FILL = 0.6  # expected share of max_tokens a response uses
 FREE = {"prompt": 0.0, "completion": 0.0}
+# Training compute: about 6 FLOPs per parameter and token (2 forward, 4 backward; Kaplan
+# et al. 2020). An encoder-decoder sends each token through one half of it (encoder or
+# decoder), so about 3 per parameter and token of input plus target.
+FLOPS_PER_PARAM_TOKEN = 6
+FLOPS_PER_PARAM_TOKEN_ENC_DEC = 3
+STUDENT_TEMPLATE_TOKENS = len(PROMPT_TEMPLATE.format(instruction="")) // CHARS_PER_TOKEN
 
 
 def price(cfg: dict) -> dict:
@@ -70,29 +78,37 @@ def estimate_tokens(messages: list[dict]) -> int:
 
 
 def plan(cfg: dict, sample_generation: list[dict], sample_instruction_words: float,
-         keep_fraction: float) -> dict:
-    """Estimate the teacher's work for a run of `cfg`.
+         keep_fraction: float, *, reanswer_rows: int = 0, reanswer_words: float | None = None,
+         passthrough_rows: int = 0, uncounted: Sequence[str] = ()) -> dict:
+    """Estimate the teacher's work for a run of `cfg`, and the students' training compute.
 
     `sample_generation` is a rendered generation prompt (its size stands for all
     of them); `sample_instruction_words` the mean length of an instruction;
     `keep_fraction` the share of generated instructions expected to survive the
-    filters, which sets the number of responses.
+    filters, which sets the number of responses. Seed rows the teacher answers as
+    they are (`reanswer_rows`, of `reanswer_words` words on average) are responses
+    too; `passthrough_rows` go into the dataset without the teacher. `uncounted`
+    names seed sources of unknown size (a Hub dataset without `limit`).
     """
     ins, resp, teacher = cfg["instructions"], cfg["responses"], cfg["teacher"]
     gen_requests = ins["example_guided"]["prompts"] + ins["topic_guided"]["prompts"]
     gen_prompt = estimate_tokens(sample_generation)
     gen_completion = min(ins["decoding"]["max_tokens"], ins["per_prompt"] * EXPECTED_INSTRUCTION_TOKENS)
     generated = gen_requests * ins["per_prompt"]
-    resp_requests = math.ceil(generated * keep_fraction)
-    resp_prompt = (len(resp["system_prompt"]) // CHARS_PER_TOKEN + 2 * MESSAGE_OVERHEAD_TOKENS
-                   + math.ceil(sample_instruction_words * WORDS_TO_TOKENS))
+    kept = math.ceil(generated * keep_fraction)
+    resp_requests = kept + reanswer_rows
+    resp_overhead = len(resp["system_prompt"]) // CHARS_PER_TOKEN + 2 * MESSAGE_OVERHEAD_TOKENS
+    instruction_tokens = sample_instruction_words * WORDS_TO_TOKENS
+    reanswer_tokens = (reanswer_words if reanswer_words is not None else sample_instruction_words) * WORDS_TO_TOKENS
+    resp_prompt = kept * math.ceil(resp_overhead + instruction_tokens) + reanswer_rows * math.ceil(
+        resp_overhead + reanswer_tokens)
     resp_completion = resp["decoding"]["max_tokens"] * EXPECTED_RESPONSE_FILL
     usd_per_m = price(teacher)
     stages = {
         "instructions": {"requests": gen_requests, "prompt_tokens": gen_requests * gen_prompt,
                          "completion_tokens": gen_requests * gen_completion,
                          "completion_tokens_max": gen_requests * ins["decoding"]["max_tokens"]},
-        "responses": {"requests": resp_requests, "prompt_tokens": resp_requests * resp_prompt,
+        "responses": {"requests": resp_requests, "prompt_tokens": resp_prompt,
                       "completion_tokens": round(resp_requests * resp_completion),
                       "completion_tokens_max": resp_requests * resp["decoding"]["max_tokens"]},
     }
@@ -101,29 +117,125 @@ def plan(cfg: dict, sample_generation: list[dict], sample_instruction_words: flo
         s["usd_max"] = round(dollars(s["prompt_tokens"], s["completion_tokens_max"], usd_per_m), 4)
     total = {k: sum(s[k] for s in stages.values())
              for k in ("requests", "prompt_tokens", "completion_tokens", "completion_tokens_max", "usd", "usd_max")}
-    return {
+    estimate = {
         "teacher": {"backend": teacher["backend"], "model": teacher["model"], "batch": teacher["batch"]},
         "usd_per_million_tokens": usd_per_m,
         "keep_fraction": keep_fraction,
         "stages": stages,
         "total": total,
         "max_budget_usd": teacher["max_budget_usd"],
+        "dataset": {"rows": resp_requests + passthrough_rows, "generated_kept": kept,
+                    "reanswer": reanswer_rows, "passthrough": passthrough_rows, "uncounted": list(uncounted)},
     }
+    if "students" in cfg:
+        rows = resp_requests + passthrough_rows
+        train_rows = math.floor(rows * (1 - cfg.get("dataset", {}).get("validation_fraction", 0.1)))
+        # a training row: the student prompt, the instruction (generated or seed) and the response
+        instruction_mean = ((kept * instruction_tokens + reanswer_rows * reanswer_tokens) / resp_requests
+                            if resp_requests else instruction_tokens)
+        row_tokens = STUDENT_TEMPLATE_TOKENS + instruction_mean + resp_completion
+        estimate["training"] = training_plan(cfg["students"], train_rows, row_tokens, cfg.get("plan", {}))
+    return estimate
+
+
+def training_flops(parameters: float, tokens: float, encoder_decoder: bool = False) -> float:
+    """Training FLOPs of a model of `parameters` over `tokens` (forward and backward):
+    6·N·T for a decoder, 3·N·T for an encoder-decoder (T counts input and target tokens)."""
+    per = FLOPS_PER_PARAM_TOKEN_ENC_DEC if encoder_decoder else FLOPS_PER_PARAM_TOKEN
+    return per * parameters * tokens
+
+
+def gpu_hours(flops: float, peak_tflops: float, mfu: float) -> float:
+    """GPU-hours to do `flops` at `mfu` (model FLOPs utilization) of a `peak_tflops` GPU."""
+    return flops / (peak_tflops * 1e12 * mfu) / 3600
+
+
+def training_plan(students: Sequence[dict], train_rows: int, row_tokens: float, plan_cfg: dict) -> dict:
+    """Tokens, FLOPs and GPU-hours of each student, from the dataset size and its settings.
+
+    Tokens seen = rows seen (train_rows x epochs, or max_steps x batch) x tokens per row,
+    a row cut at max_length; FLOPs from `training_flops`; GPU-hours at the configured
+    peak and MFU. A student without `parameters` gets no compute estimate."""
+    peak, mfu = plan_cfg.get("gpu_peak_tflops", 312.0), plan_cfg.get("gpu_mfu", 0.3)
+    rows_out, total = {}, 0.0
+    for st in students:
+        per_row = min(row_tokens, st["max_length"])
+        if st.get("max_steps"):
+            rows_seen = st["max_steps"] * st["batch_size"] * st["grad_accum"]
+        else:
+            rows_seen = train_rows * st["epochs"]
+        tokens = rows_seen * per_row
+        enc_dec = st.get("encoder_decoder", st["from"].get("scratch", {}).get("family") == "t5")
+        entry = {"parameters": st.get("parameters"), "encoder_decoder": bool(enc_dec),
+                 "gpus": st.get("gpus", 0), "epochs": st["epochs"], "max_steps": st.get("max_steps"),
+                 "train_rows": train_rows, "tokens_per_row": round(per_row, 1), "tokens": round(tokens),
+                 "flops": None, "gpu_hours": None, "wall_hours": None}
+        if st.get("parameters"):
+            flops = training_flops(st["parameters"], tokens, entry["encoder_decoder"])
+            hours = gpu_hours(flops, peak, mfu)
+            entry.update(flops=flops, gpu_hours=round(hours, 2),
+                         wall_hours=round(hours / entry["gpus"], 2) if entry["gpus"] else None)
+            total += hours
+        rows_out[st["name"]] = entry
+    return {"gpu_peak_tflops": peak, "gpu_mfu": mfu, "students": rows_out, "total_gpu_hours": round(total, 2)}
+
+
+def _seed_counts(specs: list[dict], use: str) -> tuple[int, float | None, list[str]]:
+    """Rows and mean instruction words of the seed rows with `use`, from `limit` or the files.
+
+    Hub datasets are never downloaded for the plan: they count their `limit` (or, without
+    one, are named as uncounted) and their words are unknown (None)."""
+    from herd import sources
+
+    rows, words, counted_words, uncounted = 0, 0, 0, []
+    for spec in specs:
+        if spec["use"] != use:
+            continue
+        if spec["format"] == "hf" and not sources.is_local(spec):
+            if spec.get("limit"):
+                rows += spec["limit"]
+            else:
+                uncounted.append(spec["source"])
+            continue
+        seeds = sources.load_spec(spec)
+        rows += len(seeds)
+        words += sum(len(f"{s.instruction} {s.input}".split()) for s in seeds)
+        counted_words += len(seeds)
+    return rows, (words / counted_words if counted_words else None), uncounted
 
 
 def plan_from_config(config: dict) -> dict:
-    """The plan of a validated configuration, reading its seed files for prompt sizes."""
+    """The plan of a validated configuration, reading its local seed files for prompt sizes.
+
+    It runs when the workflow starts, offline: seed sources that are Hub datasets are not
+    loaded; their prompts are assumed `plan.remote_seed_words` long."""
     from herd import sources
     from herd.prompts import format_seed, render_generation
     from herd.rng import rng_for
 
-    seeds = sources.load_seed_tasks(config["seed_tasks"])
+    specs = config["seed_tasks"]
+    remote_words = config["plan"].get("remote_seed_words", 40)
+    local = [s for s in specs if s["use"] == "examples" and sources.is_local(s)]
+    seeds = sources.load_seed_tasks(local)
     ins = config["instructions"]
-    shown = rng_for(config["seed"], "plan").sample(seeds, min(ins["examples_per_prompt"], len(seeds)))
-    sample = render_generation([format_seed(s.instruction, s.input) for s in shown], ins["per_prompt"],
+    if seeds:
+        shown = rng_for(config["seed"], "plan").sample(seeds, min(ins["examples_per_prompt"], len(seeds)))
+        examples = [format_seed(s.instruction, s.input) for s in shown]
+        mean_words = sum(len(s.instruction.split()) for s in seeds) / len(seeds)
+    else:  # only Hub datasets as examples: placeholders of the assumed length
+        examples = [" ".join(["word"] * int(remote_words))] * ins["examples_per_prompt"]
+        mean_words = remote_words
+    sample = render_generation(examples, ins["per_prompt"],
                                ["Topic one", "Topic two", "Topic three"][: ins["topics_per_prompt"]])
-    mean_words = sum(len(s.instruction.split()) for s in seeds) / len(seeds)
-    return plan(config, sample, mean_words, config["plan"]["keep_fraction"])
+    reanswer, reanswer_words, uncounted = _seed_counts(specs, "reanswer")
+    passthrough, _, uncounted_pt = _seed_counts(specs, "passthrough")
+    remote_reanswer = sum(s.get("limit") or 0 for s in specs
+                          if s["use"] == "reanswer" and s["format"] == "hf" and not sources.is_local(s))
+    if reanswer:  # the mean over local and Hub rows, the latter at the assumed length
+        local_rows = reanswer - remote_reanswer
+        reanswer_words = ((reanswer_words or 0) * local_rows + remote_words * remote_reanswer) / reanswer
+    return plan(config, sample, mean_words, config["plan"]["keep_fraction"], reanswer_rows=reanswer,
+                reanswer_words=reanswer_words, passthrough_rows=passthrough, uncounted=uncounted + uncounted_pt)
 
 
 def check_budget(estimate: dict) -> None:
@@ -143,6 +255,13 @@ def _usd(x: float) -> str:
     return f"{x:,.2f}" if x >= 1 else f"{x:.4f}"
 
 
+def _count(x: float) -> str:
+    for unit, size in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if x >= size:
+            return f"{x / size:.3g}{unit}"
+    return f"{x:.0f}"
+
+
 def format_plan(estimate: dict) -> str:
     t = estimate["teacher"]
     lines = [
@@ -157,4 +276,25 @@ def format_plan(estimate: dict) -> str:
     budget = estimate["max_budget_usd"]
     lines.append(f"budget: {'none set' if budget is None else f'${budget:,.2f}'}; responses assume "
                  f"{estimate['keep_fraction']:.0%} of generated instructions pass the filters")
+    data = estimate.get("dataset")
+    if data:
+        lines.append(f"dataset: {data['rows']:,} rows ({data['generated_kept']:,} generated, "
+                     f"{data['reanswer']:,} seed prompts re-answered, {data['passthrough']:,} passed through)"
+                     + (f"; not counted (Hub datasets without limit): {', '.join(data['uncounted'])}"
+                        if data["uncounted"] else ""))
+    training = estimate.get("training")
+    if training:
+        lines.append(f"students (GPU-hours = FLOPs / ({training['gpu_peak_tflops']:g} TFLOP/s peak x "
+                     f"{training['gpu_mfu']:.0%} MFU); FLOPs = 6 x parameters x tokens, 3 x for encoder-decoders)")
+        lines.append(f"{'student':<22}{'params':>8}{'arch':>8}{'tok/row':>9}{'tokens':>9}{'FLOPs':>10}"
+                     f"{'GPUs':>6}{'GPU-hours':>11}{'wall h':>9}")
+        for name, st in training["students"].items():
+            params = _count(st["parameters"]) if st["parameters"] else "?"
+            flops = f"{st['flops']:.2e}" if st["flops"] is not None else "-"
+            hours = f"{st['gpu_hours']:,.1f}" if st["gpu_hours"] is not None else "-"
+            wall = f"{st['wall_hours']:,.1f}" if st["wall_hours"] is not None else "-"
+            arch = "enc-dec" if st["encoder_decoder"] else "dec"
+            lines.append(f"{name:<22}{params:>8}{arch:>8}{st['tokens_per_row']:>9.0f}{_count(st['tokens']):>9}"
+                         f"{flops:>10}{st['gpus']:>6}{hours:>11}{wall:>9}")
+        lines.append(f"{'total':<22}{'':>59}{training['total_gpu_hours']:>11,.1f}")
     return "\n".join(lines) + "\n"
