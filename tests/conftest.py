@@ -77,3 +77,14 @@ def snakemake(workdir: Path, *args: str, env: dict | None = None) -> subprocess.
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})})
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The tiny configuration run once to results/eval.csv in a fresh copy of the project."""
+    project = copy_project(tmp_path_factory.mktemp("wf"))
+    proc = snakemake(project, "results/eval.csv", "--configfile", "config/tiny.yaml")
+    if proc.returncode != 0:
+        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((project / "logs").rglob("*.log")))
+        pytest.fail(f"tiny workflow failed:\n{proc.stderr[-5000:]}\n{logs}")
+    return project

@@ -53,3 +53,15 @@ def test_command_line_strings_become_numbers_where_the_schema_says():
     assert cfg["eval"]["limit"] is None
     with pytest.raises(ConfigError, match=r"responses.shards: 'two' is not of type 'integer'"):
         validate({"responses": {"shards": "two"}})
+
+
+def test_key_order_of_the_yaml_does_not_matter():
+    """Snakemake's params comparison sees key order: the validated config has one order."""
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    shuffled = dict(base, students=[dict(reversed(list(s.items()))) for s in base["students"]],
+                    teacher=dict(reversed(list(base["teacher"].items()))))
+    a, b = validate(base), validate(shuffled)
+    assert a == b
+    assert list(a["teacher"]) == list(b["teacher"]) == sorted(a["teacher"])
+    assert list(a["students"][0]) == list(b["students"][0])
+    assert list(a) == sorted(a)

@@ -9,22 +9,12 @@ import math
 import pandas as pd
 import pytest
 
-from conftest import SHARED, copy_project, snakemake
+from conftest import SHARED, snakemake
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not present"),
 ]
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    project = copy_project(tmp_path_factory.mktemp("wf"))
-    proc = snakemake(project, "results/eval.csv", "--configfile", "config/tiny.yaml")
-    if proc.returncode != 0:
-        logs = "\n".join(f"--- {p}\n{p.read_text()[-3000:]}" for p in sorted((project / "logs").rglob("*.log")))
-        pytest.fail(f"tiny workflow failed:\n{proc.stderr[-5000:]}\n{logs}")
-    return project
-
 
 def test_eval_table_has_every_student_variant_task_and_metric(tiny_run):
     table = pd.read_csv(tiny_run / "results/eval.csv")

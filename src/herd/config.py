@@ -81,7 +81,20 @@ def validate(config: dict, schema_path: Path = SCHEMA, source: str = "config") -
         tok = s["from"].get("scratch", {}).get("tokenizer")
         if tok in names and tok == s["name"]:
             raise ConfigError(f"{source}: students.{s['name']}.from.scratch.tokenizer names itself")
+    # Snakemake compares a job's params with the last run's key order included: sort every
+    # mapping, so that reordering keys in a YAML file (or an overlay) reruns nothing
+    canonical = _sorted_keys(config)
+    config.clear()
+    config.update(canonical)
     return config
+
+
+def _sorted_keys(value):
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value
 
 
 def load(path: str | Path) -> dict:
