@@ -6,7 +6,9 @@ with `rouge_scorer._score_lcs` against every seed and every instruction kept
 before it, dropped when the best F1 > threshold. No pruning, one process.
 
 1. real: the Alpaca instructions (seeds: the 175 Self-Instruct tasks), both
-   implementations, kept sets asserted identical.
+   implementations, kept sets asserted identical; also the sharded path
+   (novelty_keep_sharded: neighbours found in --workers processes, then the
+   verdicts in order), asserted identical too.
 2. synthetic: instructions made from the real ones with a seeded RNG: "new"
    ones (about half of the words replaced by words drawn from Alpaca's own text,
    sometimes a topic tail) and near-duplicates of earlier items (a word dropped,
@@ -15,14 +17,17 @@ before it, dropped when the best F1 > threshold. No pruning, one process.
    extrapolated from its measured pairs per second and the exact number of
    pairs the sequential algorithm scores at 20K. Ours is timed at every size,
    streaming (RougeNovelty, as the workflow calls it; the speedups are its) and,
-   up to PRIMED_MAX, with ranks primed on all texts (novelty_keep). 2.58M is
+   up to PRIMED_MAX, with ranks primed on all texts (novelty_keep) and sharded
+   (novelty_keep_sharded in --workers processes, wall-clock). 2.58M is
    timed with --lamini, else extrapolated with the scaling exponent of the two
    largest sizes.
 
-Times are CPU seconds of this one process (time.process_time; the machine may
-be shared), wall-clock seconds beside them, all measured in this run.
+Times are CPU seconds of this process and of its finished worker processes
+(the sharded path's; the machine may be shared), wall-clock seconds beside them,
+all measured in this run.
 Usage: python bench/dedup.py [--data-dir ../shared/data] [--real-limit 5000]
            [--ref-size 3000] [--sizes 20000 100000] [--million] [--lamini] [--seed 0]
+           [--workers 2]
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from pathlib import Path
 
 from rouge_score import rouge_scorer
 
-from herd.filters import RougeNovelty, novelty_keep
+from herd.filters import RougeNovelty, novelty_keep, novelty_keep_sharded
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLD = 0.7
@@ -126,11 +131,17 @@ def synthetic(real: list[str], words: Counter, n: int, seed: int = 0) -> list[st
     return out
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished child processes."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def timed(fn, *args):
-    """(result, CPU seconds of this process, wall seconds)."""
-    cpu, wall = time.process_time(), time.perf_counter()
+    """(result, CPU seconds of this process and its workers, wall seconds)."""
+    cpu, wall = cpu_seconds(), time.perf_counter()
     result = fn(*args)
-    return result, time.process_time() - cpu, time.perf_counter() - wall
+    return result, cpu_seconds() - cpu, time.perf_counter() - wall
 
 
 def streaming_keep(candidates, references):
@@ -143,12 +154,13 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def compare(name: str, candidates: list[str], seeds: list[str]) -> float:
+def compare(name: str, candidates: list[str], seeds: list[str], workers: int) -> float:
     """Reference and ours on the same candidates; assert equal kept sets; reference pairs/s."""
     (expected, pairs), cpu_ref, wall_ref = timed(reference_keep, candidates, seeds)
     ours, cpu_ours, wall_ours = timed(streaming_keep, candidates, seeds)
     primed, cpu_primed, wall_primed = timed(novelty_keep, candidates, seeds)
-    assert ours == expected and primed == expected, f"kept sets differ on {name}"
+    sharded, cpu_sharded, wall_sharded = timed(novelty_keep_sharded, candidates, seeds, THRESHOLD, workers)
+    assert ours == expected and primed == expected and sharded == expected, f"kept sets differ on {name}"
     rate = pairs / cpu_ref
     print(f"{name}: identical kept sets, {sum(expected):,} kept of {len(candidates):,}")
     print(f"  reference       {cpu_ref:9.2f} s CPU ({wall_ref:8.2f} s wall), {pairs:,} pairs,"
@@ -157,6 +169,8 @@ def compare(name: str, candidates: list[str], seeds: list[str]) -> float:
           f" -> {cpu_ref / cpu_ours:,.0f}x measured")
     print(f"  ours primed     {cpu_primed:9.3f} s CPU ({wall_primed:8.3f} s wall)"
           f" -> {cpu_ref / cpu_primed:,.0f}x measured")
+    print(f"  ours sharded x{workers:<2} {cpu_sharded:9.3f} s CPU ({wall_sharded:8.3f} s wall)"
+          f" -> {wall_primed / wall_sharded:.2f}x primed's wall time ({workers} processes + verdicts in order)")
     return rate
 
 
@@ -169,30 +183,35 @@ def main() -> None:
     ap.add_argument("--million", action="store_true", help="also time ours on 1M")
     ap.add_argument("--lamini", action="store_true", help=f"also time ours on {LAMINI_SIZE:,}")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=2, help="processes of the sharded path")
     args = ap.parse_args()
     real, seeds, words = load(args.data_dir)
     real = real[: args.real_limit]
     print(f"seeds: {len(seeds)} Self-Instruct tasks; threshold {THRESHOLD}; times are CPU seconds of"
-          " this one process (the machine is shared), wall-clock in brackets\n")
-    compare(f"real ({len(real):,} Alpaca instructions)", real, seeds)
+          " this process and its workers (the machine is shared), wall-clock in brackets\n")
+    compare(f"real ({len(real):,} Alpaca instructions)", real, seeds, args.workers)
 
     sizes = sorted(set(args.sizes + [1_000_000] * args.million + [LAMINI_SIZE] * args.lamini))
     data = synthetic(real, words, max(sizes + [args.ref_size]), args.seed)
-    rate = compare(f"synthetic (first {args.ref_size:,}, seed {args.seed})", data[: args.ref_size], seeds)
+    rate = compare(f"synthetic (first {args.ref_size:,}, seed {args.seed})", data[: args.ref_size], seeds,
+                   args.workers)
 
     print(f"\n{'size':>9} {'kept':>9} {'ours s CPU':>11} {'(wall)':>9} {'primed s':>9}"
-          f" {'pairs of the sequential alg.':>29} {'reference s':>12} {'speedup':>8} {'RSS GiB':>8}")
+          f" {f'sharded x{args.workers} s wall':>19} {'pairs of the sequential alg.':>29} {'reference s':>12}"
+          f" {'speedup':>8} {'RSS GiB':>8}")
     times, speedups = {}, {}
     for n in sizes:
         flags, cpu, wall = timed(streaming_keep, data[:n], seeds)
-        primed = "-"
+        primed = sharded = "-"
         if n <= PRIMED_MAX:
             flags_primed, cpu_primed, _ = timed(novelty_keep, data[:n], seeds)
-            assert flags_primed == flags, "streaming and primed differ"
-            primed = f"{cpu_primed:.2f}"
+            flags_sharded, _, wall_sharded = timed(novelty_keep_sharded, data[:n], seeds, THRESHOLD,
+                                                   args.workers)
+            assert flags_primed == flags and flags_sharded == flags, "streaming, primed and sharded differ"
+            primed, sharded = f"{cpu_primed:.2f}", f"{wall_sharded:.2f}"
         pairs = sequential_pairs(flags, len(seeds))
         times[n], speedups[n] = cpu, pairs / rate / cpu
-        print(f"{n:>9,} {sum(flags):>9,} {cpu:>11.2f} {wall:>9.2f} {primed:>9} {pairs:>29,}"
+        print(f"{n:>9,} {sum(flags):>9,} {cpu:>11.2f} {wall:>9.2f} {primed:>9} {sharded:>19} {pairs:>29,}"
               f" {pairs / rate:>12,.0f} {speedups[n]:>7,.0f}x {peak_rss_gib():>8.2f}", flush=True)
     print("reference s = the exact pair count of the sequential algorithm at that size / the"
           " reference's pairs per second measured on the synthetic sample: an EXTRAPOLATION;"

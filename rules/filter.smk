@@ -14,9 +14,11 @@ rule filter:
         "logs/filter/filter.log",
     benchmark:
         "benchmarks/filter/filter.tsv"
-    threads: 2 if config["filter"].get("embedding_threshold") is not None else 1
+    threads:
+        max(config["filter"]["rouge_workers"], 2 if config["filter"].get("embedding_threshold") is not None else 1)
     params:
-        cfg=config["filter"],
+        # rouge_workers changes the speed, not the result: the script reads it from the config
+        cfg={k: v for k, v in config["filter"].items() if k != "rouge_workers"},
         seed_tasks=config["seed_tasks"],
         code=code_version("filters", "sources", "diversity"),
     conda:

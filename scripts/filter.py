@@ -14,7 +14,9 @@ seeds = sorted({text for s in sources.load_seed_tasks(params.seed_tasks)
                 for text in (s.instruction, format_seed(s.instruction, s.input))})
 records = sorted((r for path in snakemake.input.shards for r in io.read_jsonl(path)),
                  key=lambda r: r["id"])
-steps = filters.build_steps(params.cfg, seeds)
+# processes of the ROUGE-L step: from the config, not params (see rules/filter.smk)
+workers = min(snakemake.config["filter"]["rouge_workers"], snakemake.threads)
+steps = filters.build_steps({**params.cfg, "rouge_workers": workers}, seeds)
 if params.cfg.get("embedding_threshold") is not None:
     import torch
 

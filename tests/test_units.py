@@ -31,7 +31,8 @@ def test_response_shards_partition_records():
 
 def test_build_requests_is_deterministic_and_shows_topics():
     seeds = [Seed(f"Task number {i} please.", "", "", "s") for i in range(10)]
-    cfg = {"examples_per_prompt": 3, "topics_per_prompt": 3, "per_prompt": 20,
+    cfg = {"examples_per_prompt": 3, "topics_per_prompt": 3, "per_prompt": 20, "per_prompt_long": 10,
+           "long_example_words": 100,
            "example_guided": {"prompts": 4, "shards": 2}, "topic_guided": {"prompts": 4, "shards": 2},
            "decoding": {"temperature": 1.0, "top_p": 0.9, "max_tokens": 100}}
     a = build_requests("topic", seeds, ["Jazz", "Tea", "Birds", "Chess"], cfg, 7, 1)
@@ -40,6 +41,23 @@ def test_build_requests_is_deterministic_and_shows_topics():
     assert [x[0] for x in a] == [1, 3]
     assert all(len(shown["examples"]) == 3 and len(shown["topics"]) == 3 for _, _, shown in a)
     assert a[0][1].seed != a[1][1].seed
+    assert all(shown["asked"] == 20 and "Write 20 new tasks" in req.messages[-1]["content"] for _, req, shown in a)
+
+
+def test_long_examples_ask_for_fewer_instructions():
+    """LaMini: 20 instructions per call next to short seeds, 10 next to long P3/FLAN-style ones."""
+    short = [Seed(f"Name a colour number {i}.", "", "", "s") for i in range(3)]
+    long = [Seed("Summarise the passage.", " ".join(["word"] * 150), "", "p3")]
+    cfg = {"examples_per_prompt": 3, "topics_per_prompt": 3, "per_prompt": 20, "per_prompt_long": 10,
+           "long_example_words": 100, "example_guided": {"prompts": 30, "shards": 1},
+           "topic_guided": {"prompts": 0, "shards": 1},
+           "decoding": {"temperature": 1.0, "top_p": 0.9, "max_tokens": 100}}
+    planned = build_requests("example", short + long, [], cfg, 7, 0)
+    for _, req, shown in planned:
+        has_long = any(e.startswith("Summarise the passage.:") for e in shown["examples"])
+        assert shown["asked"] == (10 if has_long else 20)
+        assert f"Write {shown['asked']} new tasks" in req.messages[-1]["content"]
+    assert {shown["asked"] for _, _, shown in planned} == {10, 20}
 
 
 def test_split_is_deterministic_and_disjoint():
@@ -107,6 +125,8 @@ def test_plan_counts_requests_and_refuses_over_budget():
     est = plan_from_config(cfg)
     ins = cfg["instructions"]
     assert est["stages"]["instructions"]["requests"] == ins["example_guided"]["prompts"] + ins["topic_guided"]["prompts"]
+    # the default seeds are short: every prompt asks for per_prompt instructions
+    assert est["instructions_per_prompt"] == ins["per_prompt"]
     generated = est["stages"]["instructions"]["requests"] * ins["per_prompt"]
     assert est["stages"]["responses"]["requests"] == generated // 2
     assert 0 < est["total"]["usd"] <= est["total"]["usd_max"]

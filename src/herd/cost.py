@@ -79,7 +79,7 @@ def estimate_tokens(messages: list[dict]) -> int:
 
 def plan(cfg: dict, sample_generation: list[dict], sample_instruction_words: float,
          keep_fraction: float, *, reanswer_rows: int = 0, reanswer_words: float | None = None,
-         passthrough_rows: int = 0, uncounted: Sequence[str] = ()) -> dict:
+         passthrough_rows: int = 0, uncounted: Sequence[str] = (), per_prompt: float | None = None) -> dict:
     """Estimate the teacher's work for a run of `cfg`, and the students' training compute.
 
     `sample_generation` is a rendered generation prompt (its size stands for all
@@ -88,13 +88,16 @@ def plan(cfg: dict, sample_generation: list[dict], sample_instruction_words: flo
     filters, which sets the number of responses. Seed rows the teacher answers as
     they are (`reanswer_rows`, of `reanswer_words` words on average) are responses
     too; `passthrough_rows` go into the dataset without the teacher. `uncounted`
-    names seed sources of unknown size (a Hub dataset without `limit`).
+    names seed sources of unknown size (a Hub dataset without `limit`). `per_prompt`
+    is the mean number of instructions a prompt asks for (default
+    `instructions.per_prompt`; fewer where prompts show long examples).
     """
     ins, resp, teacher = cfg["instructions"], cfg["responses"], cfg["teacher"]
     gen_requests = ins["example_guided"]["prompts"] + ins["topic_guided"]["prompts"]
     gen_prompt = estimate_tokens(sample_generation)
-    gen_completion = min(ins["decoding"]["max_tokens"], ins["per_prompt"] * EXPECTED_INSTRUCTION_TOKENS)
-    generated = gen_requests * ins["per_prompt"]
+    asked = ins["per_prompt"] if per_prompt is None else per_prompt
+    gen_completion = min(ins["decoding"]["max_tokens"], round(asked * EXPECTED_INSTRUCTION_TOKENS))
+    generated = round(gen_requests * asked)
     kept = math.ceil(generated * keep_fraction)
     resp_requests = kept + reanswer_rows
     resp_overhead = len(resp["system_prompt"]) // CHARS_PER_TOKEN + 2 * MESSAGE_OVERHEAD_TOKENS
@@ -121,6 +124,7 @@ def plan(cfg: dict, sample_generation: list[dict], sample_instruction_words: flo
         "teacher": {"backend": teacher["backend"], "model": teacher["model"], "batch": teacher["batch"]},
         "usd_per_million_tokens": usd_per_m,
         "keep_fraction": keep_fraction,
+        "instructions_per_prompt": asked,
         "stages": stages,
         "total": total,
         "max_budget_usd": teacher["max_budget_usd"],
@@ -225,7 +229,8 @@ def plan_from_config(config: dict) -> dict:
     else:  # only Hub datasets as examples: placeholders of the assumed length
         examples = [" ".join(["word"] * int(remote_words))] * ins["examples_per_prompt"]
         mean_words = remote_words
-    sample = render_generation(examples, ins["per_prompt"],
+    asked = expected_asked(config, [len(format_seed(s.instruction, s.input).split()) for s in seeds], remote_words)
+    sample = render_generation(examples, round(asked),
                                ["Topic one", "Topic two", "Topic three"][: ins["topics_per_prompt"]])
     reanswer, reanswer_words, uncounted = _seed_counts(specs, "reanswer")
     passthrough, _, uncounted_pt = _seed_counts(specs, "passthrough")
@@ -235,7 +240,28 @@ def plan_from_config(config: dict) -> dict:
         local_rows = reanswer - remote_reanswer
         reanswer_words = ((reanswer_words or 0) * local_rows + remote_words * remote_reanswer) / reanswer
     return plan(config, sample, mean_words, config["plan"]["keep_fraction"], reanswer_rows=reanswer,
-                reanswer_words=reanswer_words, passthrough_rows=passthrough, uncounted=uncounted + uncounted_pt)
+                reanswer_words=reanswer_words, passthrough_rows=passthrough, uncounted=uncounted + uncounted_pt,
+                per_prompt=asked)
+
+
+def expected_asked(config: dict, local_words: list[int], remote_words: float, samples: int = 2000) -> float:
+    """Mean instructions asked per generation prompt, over a seeded sample of example sets
+    drawn from the example pool: local seeds at their length, Hub rows (their `limit`) at
+    `remote_words`, as the generation stage picks them."""
+    from herd import sources
+    from herd.prompts import instructions_asked
+    from herd.rng import rng_for
+
+    ins = config["instructions"]
+    pool = list(local_words) + [int(remote_words)] * sum(
+        s.get("limit") or 1 for s in config["seed_tasks"]
+        if s["use"] == "examples" and not sources.is_local(s))
+    if not pool:
+        return float(ins["per_prompt"])
+    rng, k = rng_for(config["seed"], "plan-asked"), min(ins["examples_per_prompt"], len(pool))
+    asked = [instructions_asked(["w " * n for n in rng.sample(pool, k)], ins["per_prompt"],
+                                ins["per_prompt_long"], ins["long_example_words"]) for _ in range(samples)]
+    return sum(asked) / len(asked)
 
 
 def check_budget(estimate: dict) -> None:
@@ -276,6 +302,9 @@ def format_plan(estimate: dict) -> str:
     budget = estimate["max_budget_usd"]
     lines.append(f"budget: {'none set' if budget is None else f'${budget:,.2f}'}; responses assume "
                  f"{estimate['keep_fraction']:.0%} of generated instructions pass the filters")
+    if "instructions_per_prompt" in estimate:
+        lines.append(f"generation prompts ask for {estimate['instructions_per_prompt']:.1f} instructions each "
+                     "on average (fewer next to long examples)")
     data = estimate.get("dataset")
     if data:
         lines.append(f"dataset: {data['rows']:,} rows ({data['generated_kept']:,} generated, "

@@ -10,9 +10,12 @@ Self-Instruct does. They `check` a candidate and `add` it once every step kept i
 from __future__ import annotations
 
 import math
+import multiprocessing
 import re
 from array import array
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -202,6 +205,14 @@ class RougeNovelty:
         self._pending = (text, code, elements)
         return "rouge_similar" if self._is_similar(code, elements) else None
 
+    def matches(self, text: str) -> list[int]:
+        """Every reference whose F1 with `text` exceeds the threshold, ascending; references are
+        numbered in the order they were given and added (seeds first). Like `check`, it leaves
+        the references as they are and remembers the encoding for `add`."""
+        code, elements = self._encode(text)
+        self._pending = (text, code, elements)
+        return list(self._matches(code, elements))
+
     def add(self, text: str) -> None:
         """Make a kept `text` a reference (reusing its encoding from `check`)."""
         pending, self._pending = self._pending, None
@@ -282,6 +293,10 @@ class RougeNovelty:
         return self._partners[key]
 
     def _is_similar(self, code, elements: list) -> bool:
+        return next(self._matches(code, elements), None) is not None
+
+    def _matches(self, code, elements: list) -> Iterator[int]:
+        """References whose F1 with the text exceeds the threshold, ascending, found lazily."""
         m = len(code)
         prefix, shortest = self._window(m)
         chunks = []
@@ -291,14 +306,14 @@ class RougeNovelty:
                 lo, hi = shortest // LENGTH_BUCKET, longest // LENGTH_BUCKET
                 chunks += [a for b, a in by_length.items() if lo <= b <= hi]
         if not chunks:
-            return False
+            return
         postings = np.concatenate(chunks)
         refs = np.sort(postings[postings & MAX_TOKENS >= m] >> 16)  # positional, reference side
         if self._need(m, shortest) >= SHARED:  # then every pair shares >= SHARED looked-up elements
             refs = refs[1:][refs[1:] == refs[:-1]]
         refs = np.unique(refs)
         if not len(refs):
-            return False
+            return
         self.pairs_verified += len(refs)
         codes = self._codes
         lcs = process.cdist([code], [codes[r] for r in refs.tolist()], scorer=LCSseq.similarity,
@@ -307,13 +322,10 @@ class RougeNovelty:
         # 2*LCS/(m+n) > t - margin keeps every pair whose rouge_score F1 > t; score those exactly
         for k in np.flatnonzero(2 * lcs > self._cut * (m + n)).tolist():
             if _f1(int(lcs[k]), m, int(n[k])) > self.threshold:
-                return True
-        return False
+                yield int(refs[k])
 
     def _add(self, code, elements: list) -> None:
-        m = len(code)
-        if m == 0:
-            return  # F1 with an empty text is 0: it can never cause a drop
+        m = len(code)  # an empty text (F1 0: never a match) is numbered, but never indexed
         index = len(self._codes)
         self._codes.append(code)
         if index == len(self._lengths):
@@ -333,6 +345,140 @@ def novelty_keep(candidates: list[str], references: list[str], threshold: float 
     """Keep flags of the sequential ROUGE-L novelty filter (ranks primed with all texts)."""
     novelty = RougeNovelty(references, threshold, corpus=[*references, *candidates])
     return [novelty(text) is None for text in candidates]
+
+
+# The same filter in two phases, so that the costly one runs in many processes:
+# 1. rouge_neighbours: for each candidate, the seeds and EARLIER candidates (kept or not: so
+#    nothing depends on the verdicts) whose F1 with it exceeds the threshold; candidates are
+#    split into shards, one per process.
+# 2. resolve_kept (or ShardedRougeNovelty.check/add, between other steps): verdicts in order.
+
+def rouge_neighbours(candidates: list[str], references: list[str], threshold: float = 0.7,
+                     shard: int = 0, n_shards: int = 1) -> dict[int, list[int] | None]:
+    """Phase 1 for the candidates i with i % n_shards == shard: {i: the earlier candidates
+    j < i with F1(i, j) > threshold, ascending}, or {i: None} when i matches a seed; the
+    candidates that match nothing are left out.
+
+    Every candidate becomes a reference after its turn (queried only in its shard), so this
+    is RougeNovelty with more references; its bounds hold for any pair, kept or not.
+    """
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard {shard} is not in [0, {n_shards})")
+    index = RougeNovelty(references, threshold, corpus=[*references, *candidates])
+    n_refs = len(references)  # reference r >= n_refs is candidate r - n_refs
+    found: dict[int, list[int] | None] = {}
+    for i, text in enumerate(candidates):
+        if i % n_shards == shard and (refs := index.matches(text)):
+            found[i] = None if refs[0] < n_refs else [r - n_refs for r in refs]
+        index.add(text)
+    return found
+
+
+_worker_args: tuple = ()  # (candidates, references, threshold, n_shards) in a forked worker
+
+
+def _set_worker_args(*args) -> None:
+    global _worker_args
+    _worker_args = args
+
+
+def _shard_neighbours(shard: int) -> dict[int, list[int] | None]:
+    candidates, references, threshold, n_shards = _worker_args
+    return rouge_neighbours(candidates, references, threshold, shard, n_shards)
+
+
+def sharded_neighbours(candidates: list[str], references: list[str], threshold: float = 0.7,
+                       workers: int = 1, shards: int | None = None) -> dict[int, list[int] | None]:
+    """rouge_neighbours of all candidates: `shards` shards (default: one per worker) run in
+    `workers` processes, or in this one when workers == 1.
+
+    Processes are forked: they inherit the texts (only the neighbours travel, pickled), and
+    a script without a main guard (a Snakemake script) is not re-run in them, as it would
+    be by spawn or forkserver.
+    """
+    shards = workers if shards is None else shards
+    if workers < 1 or shards < 1:
+        raise ValueError(f"workers and shards must be >= 1, got {workers} and {shards}")
+    if workers == 1:
+        parts = [rouge_neighbours(candidates, references, threshold, k, shards) for k in range(shards)]
+    else:
+        with ProcessPoolExecutor(min(workers, shards), mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_set_worker_args,
+                                 initargs=(candidates, references, threshold, shards)) as pool:
+            parts = list(pool.map(_shard_neighbours, range(shards)))
+    return {i: near for part in parts for i, near in part.items()}
+
+
+def _novel(near: list[int] | None, kept: list[bool]) -> bool:
+    """Phase 2's rule: a candidate stays unless it matches a seed or an earlier kept candidate."""
+    return near is not None and not any(kept[j] for j in near)
+
+
+def resolve_kept(n: int, neighbours: dict[int, list[int] | None]) -> list[bool]:
+    """Phase 2: keep flags of candidates 0..n-1 from their neighbours (rouge_neighbours).
+
+    Equal to the sequential filter's flags, by induction on i: if both agree on the
+    candidates before i, they have the same kept candidates before i, and both drop i
+    exactly when a seed or one of those kept candidates has F1 > threshold with it
+    (neighbours lists every earlier candidate with F1 > threshold, kept or not).
+    """
+    kept = [False] * n
+    for i in range(n):
+        kept[i] = _novel(neighbours.get(i, []), kept)
+    return kept
+
+
+def novelty_keep_sharded(candidates: list[str], references: list[str], threshold: float = 0.7,
+                         workers: int = 1, shards: int | None = None) -> list[bool]:
+    """novelty_keep's flags, with phase 1 in `workers` processes (see sharded_neighbours)."""
+    return resolve_kept(len(candidates), sharded_neighbours(candidates, references, threshold, workers, shards))
+
+
+class ShardedRougeNovelty:
+    """RougeNovelty's verdicts, with the pair search done up front in `workers` processes.
+
+    `prepare(texts)` (apply_filters hands it the texts that reach the novelty steps, in
+    order) runs phase 1 over them. `check` and `add` then run phase 2 one text at a time:
+    a text is dropped when it matches a seed or an earlier prepared text that was added, so
+    that, as with RougeNovelty, a text dropped by a later step is no reference. Texts are
+    checked in their prepared order (some may be skipped), each `add` after its `check`.
+    """
+
+    def __init__(self, references: list[str], threshold: float = 0.7, workers: int = 2):
+        self.references = list(references)
+        self.threshold = threshold
+        self.workers = workers
+        self._texts: list[str] = []
+        self._neighbours: dict[int, list[int] | None] = {}
+        self._added: list[bool] = []
+        self._cursor = 0  # prepared position after the last check
+        self._pending: int | None = None  # prepared position of the last check
+
+    def prepare(self, texts: list[str]) -> None:
+        """Find every prepared text's neighbours (phase 1) in `workers` processes."""
+        self._texts = list(texts)
+        self._neighbours = sharded_neighbours(self._texts, self.references, self.threshold, self.workers)
+        self._added = [False] * len(self._texts)
+        self._cursor, self._pending = 0, None
+
+    def check(self, text: str) -> str | None:
+        """Return "rouge_similar" when `text` (the next prepared one equal to it) is too close
+        to a seed or to an added text."""
+        p = self._cursor
+        while p < len(self._texts) and self._texts[p] != text:
+            p += 1
+        if p == len(self._texts):
+            raise ValueError(f"not among the prepared texts after position {self._cursor}: {text!r}")
+        self._cursor = p + 1
+        self._pending = p
+        return None if _novel(self._neighbours.get(p, []), self._added) else "rouge_similar"
+
+    def add(self, text: str) -> None:
+        """Make the text of the last check a reference."""
+        p, self._pending = self._pending, None
+        if p is None or self._texts[p] != text:
+            raise ValueError(f"add without its check: {text!r}")
+        self._added[p] = True
 
 
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"  # the packaged model; see herd.diversity.embedder_path
@@ -513,14 +659,17 @@ class EmbeddingNovelty:
 
 def build_steps(cfg: dict, seed_instructions: list[str]) -> list:
     """The configured steps in order; the embedding step (last, the costliest) only when
-    `embedding_threshold` is set."""
+    `embedding_threshold` is set. With `rouge_workers` > 1 the ROUGE-L step is
+    ShardedRougeNovelty in that many processes: the same verdicts as RougeNovelty."""
+    workers = cfg.get("rouge_workers", 1)
     steps = [
         WordCount(cfg["min_words"], cfg["max_words"]),
         Blacklist(tuple(cfg["blacklist"])),
         ProgramPrefix(),
         LeadingChar(),
         ExactDuplicate(),
-        RougeNovelty(seed_instructions, cfg["rouge_threshold"]),
+        ShardedRougeNovelty(seed_instructions, cfg["rouge_threshold"], workers) if workers > 1
+        else RougeNovelty(seed_instructions, cfg["rouge_threshold"]),
     ]
     if cfg.get("embedding_threshold") is not None:
         steps.append(EmbeddingNovelty(seed_instructions, cfg["embedding_threshold"],

@@ -6,7 +6,7 @@ import logging
 from collections import Counter
 
 from herd import cost
-from herd.prompts import format_seed, parse_generation, render_generation
+from herd.prompts import format_seed, instructions_asked, parse_generation, render_generation
 from herd.rng import derive_seed, rng_for
 from herd.sources import Seed
 from herd.teacher import Decoding, Request, Teacher, check_failures
@@ -45,10 +45,11 @@ def build_requests(kind: str, seeds: list[Seed], topics: list[str], cfg: dict,
             if not topics:
                 raise ValueError("topic-guided generation needs at least one topic")
             chosen_topics = rng.sample(topics, min(cfg["topics_per_prompt"], len(topics)))
-        messages = render_generation(examples, cfg["per_prompt"], chosen_topics)
+        asked = instructions_asked(examples, cfg["per_prompt"], cfg["per_prompt_long"], cfg["long_example_words"])
+        messages = render_generation(examples, asked, chosen_topics)
         req = Request(messages=messages, decoding=decoding,
                       seed=derive_seed(seed, "instructions-decode", kind, idx))
-        out.append((idx, req, {"examples": examples, "topics": chosen_topics or []}))
+        out.append((idx, req, {"examples": examples, "topics": chosen_topics or [], "asked": asked}))
     return out
 
 
@@ -80,6 +81,7 @@ def generate_shard(kind: str, seeds: list[Seed], topics: list[str], cfg: dict,
         "kind": kind,
         "shard": shard,
         "prompts": len(planned),
+        "asked": sum(shown["asked"] for _, _, shown in planned),
         "instructions": len(records),
         "rejected_fragments": dict(sorted(rejected.items())),
         "teacher": dict(teacher.stats),
