@@ -11,8 +11,8 @@
    and transformers batched as herd's transformers backend runs it.
 
 Usage: python bench/teacher.py [--requests 800] [--latency 0.25] [--in-flight 16]
-                               [--tokens 48] [--threads 2] [--parallel 8]
-                               [--engine-requests 16] [--skip-engine]
+                               [--tokens 48] [--threads 2] [--parallel 32]
+                               [--engine-requests 32] [--skip-engine]
 """
 
 from __future__ import annotations
@@ -130,8 +130,9 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=48)
     ap.add_argument("--gguf", type=Path, default=ROOT / "results/teacher_model/model.gguf")
     ap.add_argument("--threads", type=int, default=2, help="threads for both engines")
-    ap.add_argument("--parallel", type=int, default=8, help="requests decoded together (teacher.parallel)")
-    ap.add_argument("--engine-requests", type=int, default=16)
+    ap.add_argument("--parallel", type=int, default=32,
+                    help="requests decoded together (teacher.parallel, whose default is 32)")
+    ap.add_argument("--engine-requests", type=int, default=32)
     ap.add_argument("--skip-engine", action="store_true")
     args = ap.parse_args()
 

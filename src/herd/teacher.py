@@ -154,7 +154,7 @@ class LlamaCppTeacher(Teacher):
     backend = "llamacpp"
 
     def __init__(self, gguf_path: str | Path, model_id: str, cache: ResponseCache,
-                 n_ctx: int = 2048, threads: int = 2, parallel: int = 8):
+                 n_ctx: int = 2048, threads: int = 2, parallel: int = 32):
         super().__init__(model_id, cache)
         self.gguf_path = Path(gguf_path)
         self.n_ctx = n_ctx
