@@ -1,17 +1,26 @@
-"""Fine-tune one student."""
+"""Fine-tune one student (on the GPUs the job was given, else the CPU)."""
 import torch
 
 from herd import io, logs, students
 from herd.rng import derive_seed
 
-logs.to_file(snakemake.log[0])
-torch.set_num_threads(snakemake.threads)
-cfg = snakemake.params.cfg
-train_cfg = students.TrainConfig(
-    **{k: cfg[k] for k in ("learning_rate", "epochs", "batch_size", "grad_accum", "max_length",
-                           "warmup_ratio", "weight_decay", "max_steps")},
-    seed=derive_seed(snakemake.params.seed, "students", cfg["name"]),
-)
-metrics = students.train(snakemake.input.base, io.read_jsonl(snakemake.input.train),
-                         io.read_jsonl(snakemake.input.validation), train_cfg, snakemake.output.model)
-io.write_json(snakemake.output.metrics, metrics)
+
+def main(snakemake):
+    logs.to_file(snakemake.log[0])
+    torch.set_num_threads(snakemake.threads)
+    cfg = snakemake.params.cfg
+    train_cfg = students.TrainConfig(
+        **{k: cfg[k] for k in ("learning_rate", "epochs", "batch_size", "grad_accum", "max_length",
+                               "warmup_ratio", "weight_decay", "max_steps")},
+        seed=derive_seed(snakemake.params.seed, "students", cfg["name"]),
+    )
+    metrics = students.train(snakemake.input.base, io.read_jsonl(snakemake.input.train),
+                             io.read_jsonl(snakemake.input.validation), train_cfg, snakemake.output.model,
+                             place=students.local_placement(cfg), threads=snakemake.threads,
+                             log_path=snakemake.log[0])
+    io.write_json(snakemake.output.metrics, metrics)
+
+
+# data-parallel training spawns processes that import this file again: run only as the script
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821 (injected by snakemake)

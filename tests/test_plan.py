@@ -36,6 +36,8 @@ def test_training_plan_per_student():
          "epochs": 1, "max_length": 100, "batch_size": 8, "grad_accum": 1},
         {"name": "steps", "from": {"hub": "gpt2"}, "parameters": 1e8, "epochs": 5, "max_steps": 10,
          "max_length": 512, "batch_size": 8, "grad_accum": 4},
+        {"name": "steps-dp", "from": {"hub": "gpt2"}, "parameters": 1e8, "epochs": 5, "max_steps": 10, "gpus": 4,
+         "max_length": 512, "batch_size": 8, "grad_accum": 4},
         {"name": "unknown", "from": {"hub": "x"}, "epochs": 1, "max_length": 512, "batch_size": 8, "grad_accum": 1},
     ]
     tp = training_plan(students, train_rows=1000, row_tokens=200, plan_cfg={"gpu_peak_tflops": 100, "gpu_mfu": 0.5})
@@ -46,6 +48,7 @@ def test_training_plan_per_student():
     assert dec["wall_hours"] == pytest.approx(dec["gpu_hours"] / 2, abs=0.01)
     assert short["tokens_per_row"] == 100 and short["flops"] == 3 * 1e8 * 1000 * 100  # cut at max_length
     assert steps["tokens"] == 10 * 8 * 4 * 200  # max_steps x batch x accumulation rows
+    assert tp["students"]["steps-dp"]["tokens"] == 4 * steps["tokens"]  # x 4 data-parallel GPUs
     assert unknown["gpu_hours"] is None and unknown["tokens"] == 200_000
     assert tp["total_gpu_hours"] == pytest.approx(sum(s["gpu_hours"] or 0 for s in tp["students"].values()), abs=0.02)
 

@@ -1,4 +1,5 @@
 """Training on real (tiny) models: masking, loss going down, a loadable checkpoint."""
+import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from herd.students import IGNORE, TrainConfig, encode_causal, encode_seq2seq, train
@@ -63,3 +64,46 @@ def test_gguf_conversion_keeps_the_real_end_token(tmp_path, smollm2_gguf):
     assert tok.eos_token == "<|im_end|>" and tok.eos_token_id == cfg.eos_token_id
     assert tok.pad_token_id is not None and tok.pad_token_id != tok.bos_token_id
     assert "quantization_config" not in cfg.to_dict()
+
+
+def test_placement_follows_the_config_and_the_hardware():
+    from herd.students import Placement, placement
+
+    assert placement("s", None, None, "auto", 0, False) == Placement("cpu", 1, "fp32")
+    assert placement("s", None, None, "auto", 2, True) == Placement("cuda", 1, "bf16")
+    assert placement("s", 0, None, "auto", 2, True) == Placement("cpu", 1, "fp32")
+    assert placement("s", 2, None, "auto", 4, True) == Placement("cuda", 2, "bf16")
+    assert placement("s", 1, None, "fp32", 1, True) == Placement("cuda", 1, "fp32")
+    assert placement("s", 0, 3, "auto", 0, False) == Placement("cpu", 3, "fp32")
+    with pytest.raises(RuntimeError, match=r"students\.big\.gpus is 8 but this job sees 0 CUDA device"):
+        placement("big", 8, None, "auto", 0, False)
+    with pytest.raises(RuntimeError, match=r"students\.s\.processes is 3; on GPUs it is one per GPU \(2\)"):
+        placement("s", 2, 3, "auto", 2, True)
+    with pytest.raises(RuntimeError, match="no bf16"):
+        placement("s", 1, None, "bf16", 1, False)
+
+
+def test_data_parallel_processes_take_the_same_steps_as_one(tmp_path, tokenizer_dir):
+    """Two gloo processes with one micro-batch each per step make the same updates as one
+    process accumulating two, including an epoch's short last step (5 micro-batches)."""
+    import torch
+
+    from herd.assets import build_scratch
+    from herd.students import Placement
+
+    base = tmp_path / "gpt2"
+    build_scratch("gpt2", {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 256, "resid_pdrop": 0.0,
+                           "embd_pdrop": 0.0, "attn_pdrop": 0.0}, str(tokenizer_dir), base, seed=0)
+    rows = (ROWS * 3)[:10]
+    one = train(base, rows, ROWS, cfg(grad_accum=2, epochs=2), tmp_path / "one", threads=1)
+    two = train(base, rows, ROWS, cfg(grad_accum=1, epochs=2), tmp_path / "two",
+                place=Placement("cpu", 2, "fp32"), threads=2)
+    assert one["steps"] == two["steps"] == 6  # 10 rows = 5 micro-batches = 3 steps an epoch
+    assert two["processes"] == 2 and two["tokens"] == one["tokens"]
+    assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
+    assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4)
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "one").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "two").state_dict()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+    assert not torch.equal(a["transformer.h.0.mlp.c_fc.weight"],
+                           AutoModelForCausalLM.from_pretrained(base).state_dict()["transformer.h.0.mlp.c_fc.weight"])

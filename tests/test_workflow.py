@@ -33,6 +33,11 @@ def test_eval_table_has_every_student_variant_task_and_metric(tiny_run):
     for student in ["smollm2-135m", "t5-tiny"]:
         assert sizes[(student, "onnx-int8")] < sizes[(student, "pytorch")]
     assert sizes[("smollm2-135m", "pytorch")] > 400  # the real 135M model, in fp32
+    # t5-tiny trained data parallel in two processes (tiny.yaml), smollm2 in one
+    metrics = {s: json.loads((tiny_run / f"results/students/{s}/metrics.json").read_text())
+               for s in ["smollm2-135m", "t5-tiny"]}
+    assert metrics["t5-tiny"]["processes"] == 2 and metrics["smollm2-135m"]["processes"] == 1
+    assert all(m["device"] == "cpu" and m["steps"] == 2 and m["tokens"] > 0 for m in metrics.values())
 
 
 def test_data_artifacts(tiny_run):

@@ -165,7 +165,8 @@ def training_plan(students: Sequence[dict], train_rows: int, row_tokens: float, 
     for st in students:
         per_row = min(row_tokens, st["max_length"])
         if st.get("max_steps"):
-            rows_seen = st["max_steps"] * st["batch_size"] * st["grad_accum"]
+            processes = st.get("processes") or st.get("gpus") or 1  # data parallel: rows per step x processes
+            rows_seen = st["max_steps"] * st["batch_size"] * st["grad_accum"] * processes
         else:
             rows_seen = train_rows * st["epochs"]
         tokens = rows_seen * per_row

@@ -8,10 +8,11 @@ import sys
 import warnings
 
 
-def to_file(path: str) -> None:
-    """Log to `path` (a fresh file per job run); stderr, where tqdm draws progress, goes there too."""
+def to_file(path: str, append: bool = False) -> None:
+    """Log to `path` (a fresh file per job run; `append` for the job's own child processes);
+    stderr, where tqdm draws progress, goes there too."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    stream = open(path, "w", buffering=1, encoding="utf-8")
+    stream = open(path, "a" if append else "w", buffering=1, encoding="utf-8")
     sys.stderr = stream
     logging.basicConfig(
         level=logging.INFO,

@@ -3,25 +3,44 @@
 Decoder-only students see prompt + response + EOS with the prompt positions
 masked (-100); encoder-decoder students read the prompt and are trained to
 write the response. A short, linear AdamW loop with linear warmup and decay.
+
+Where it runs (`Placement`): on the CPU, or on CUDA GPUs in bf16 autocast with
+fp32 master weights. With more than one process the job is data parallel
+(DistributedDataParallel; NCCL between GPUs, gloo between CPU processes): each
+optimizer step takes `batch_size x grad_accum` rows per process, and the
+gradient is the token-weighted mean over all of them, the same gradient one
+process would get with `grad_accum x processes` micro-batches.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import os
+import socket
+import tempfile
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
+from herd.cost import training_flops
 from herd.io import atomic_dir
 from herd.prompts import student_prompt
 
 log = logging.getLogger(__name__)
 
 IGNORE = -100
+
+# Dense bf16 peak TFLOP/s per GPU (vendor data sheets, SXM parts), for the MFU in metrics.json;
+# matched against torch.cuda.get_device_name(), first match wins. Unknown GPUs get no MFU.
+GPU_PEAK_TFLOPS = (("H200", 989.0), ("H100", 989.0), ("GH200", 989.0), ("A100", 312.0),
+                   ("L40S", 362.0), ("L40", 181.0), ("A10G", 70.0), ("A10", 125.0), ("L4", 121.0), ("A6000", 155.0))
 
 
 @dataclass(frozen=True)
@@ -35,6 +54,49 @@ class TrainConfig:
     weight_decay: float
     max_steps: int | None  # optimizer steps; None: run the epochs
     seed: int
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: str = "cpu"  # "cpu" or "cuda"
+    processes: int = 1  # data-parallel workers (one per GPU on CUDA)
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast; weights and optimizer stay fp32)
+
+
+def placement(name: str, gpus: int | None, processes: int | None, precision: str,
+              cuda_devices: int, bf16_supported: bool) -> Placement:
+    """Where student `name` trains, from its config and what this job can see.
+
+    gpus unset: one GPU when the job sees one, else the CPU. gpus 0: the CPU.
+    gpus N: N GPUs, an error when the job sees fewer. processes: data-parallel
+    workers, one per GPU (the only choice on GPUs); on the CPU it may be more than 1.
+    precision auto: bf16 on GPUs that support it, else fp32."""
+    key = f"students.{name}"
+    if gpus is None:
+        gpus = 1 if cuda_devices else 0
+    if gpus > cuda_devices:
+        raise RuntimeError(
+            f"{key}.gpus is {gpus} but this job sees {cuda_devices} CUDA device(s) "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
+            "ask the cluster for them (profiles/slurm: rule students gets resources gpu) or set gpus: 0")
+    if gpus:
+        if processes not in (None, gpus):
+            raise RuntimeError(f"{key}.processes is {processes}; on GPUs it is one per GPU ({gpus})")
+        processes = gpus
+    processes = processes or 1
+    if precision == "auto":
+        precision = "bf16" if gpus and bf16_supported else "fp32"
+    elif precision == "bf16" and gpus and not bf16_supported:
+        raise RuntimeError(f"{key}.precision is bf16 but this GPU has no bf16; use fp32")
+    return Placement("cuda" if gpus else "cpu", processes, precision)
+
+
+def local_placement(cfg: dict) -> Placement:
+    """`placement` for this job's hardware."""
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    bf16 = bool(cuda) and torch.cuda.is_bf16_supported()
+    return placement(cfg["name"], cfg.get("gpus"), cfg.get("processes"), cfg.get("precision", "auto"),
+                     cuda, bf16)
 
 
 def encode_causal(tok, instruction: str, response: str, max_length: int) -> dict:
@@ -69,40 +131,99 @@ def load_base(base_dir: Path):
 
     cfg = AutoConfig.from_pretrained(base_dir)
     cls = AutoModelForSeq2SeqLM if cfg.is_encoder_decoder else AutoModelForCausalLM
-    model = cls.from_pretrained(base_dir, torch_dtype=torch.float32)
+    model = cls.from_pretrained(base_dir, dtype=torch.float32)
     tok = AutoTokenizer.from_pretrained(base_dir)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return model, tok, cfg.is_encoder_decoder
 
 
+def _autocast(place: Placement):
+    if place.precision == "bf16":
+        return torch.autocast(device_type=place.device, dtype=torch.bfloat16)
+    return nullcontext()
+
+
 @torch.no_grad()
-def mean_loss(model, examples: list[dict], pad_id: int, batch_size: int) -> float | None:
+def mean_loss(model, examples: list[dict], pad_id: int, batch_size: int,
+              place: Placement = Placement(), device: torch.device | str = "cpu") -> float | None:
     if not examples:
         return None
     model.eval()
     total, count = 0.0, 0
     for i in range(0, len(examples), batch_size):
-        batch = collate(examples[i : i + batch_size], pad_id)
+        batch = {k: v.to(device) for k, v in collate(examples[i : i + batch_size], pad_id).items()}
         n = int((batch["labels"] != IGNORE).sum())
-        total += float(model(**batch).loss) * n
+        with _autocast(place):
+            total += float(model(**batch).loss) * n
         count += n
     model.train()
     return total / max(count, 1)
 
 
 def train(base_dir: Path, train_rows: list[dict], val_rows: list[dict], cfg: TrainConfig,
-          output: Path) -> dict:
-    """Fine-tune the checkpoint in `base_dir`; save to `output`; return metrics."""
+          output: Path, place: Placement = Placement(), threads: int | None = None,
+          log_path: str | None = None) -> dict:
+    """Fine-tune the checkpoint in `base_dir`; save to `output`; return metrics.
+
+    With more than one process, spawns them (torch.multiprocessing, rendezvous on
+    loopback) and they append their logging to `log_path`; the caller's main module must be
+    import-safe (`if __name__ == "__main__"`)."""
+    threads = threads or torch.get_num_threads()
+    if place.processes == 1:
+        return _train(0, base_dir, train_rows, val_rows, cfg, output, place, threads, None, None, None)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with tempfile.TemporaryDirectory(prefix="herd-train-") as tmp:
+        result = Path(tmp) / "metrics.json"
+        torch.multiprocessing.spawn(
+            _train, nprocs=place.processes, join=True,
+            args=(base_dir, train_rows, val_rows, cfg, output, place,
+                  max(1, threads // place.processes), port, result, log_path))
+        return json.loads(result.read_text())
+
+
+def _train(rank: int, base_dir, train_rows, val_rows, cfg: TrainConfig, output, place: Placement,
+           threads: int, port: int | None, result: Path | None, log_path: str | None) -> dict:
+    world = place.processes
+    if log_path:
+        from herd.logs import to_file
+
+        to_file(log_path, append=True)
+        log.info("process %d of %d started", rank, world)
+    torch.set_num_threads(threads)
+    if world > 1:
+        dist.init_process_group("nccl" if place.device == "cuda" else "gloo",
+                                init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        metrics = _loop(rank, world, Path(base_dir), train_rows, val_rows, cfg, Path(output), place)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+    if rank == 0 and result is not None:
+        result.write_text(json.dumps(metrics))
+    return metrics
+
+
+def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: TrainConfig,
+          output: Path, place: Placement) -> dict:
     torch.manual_seed(cfg.seed)
-    model, tok, enc_dec = load_base(Path(base_dir))
+    if place.device == "cuda":
+        torch.cuda.set_device(rank)
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    device = torch.device(place.device, rank) if place.device == "cuda" else torch.device("cpu")
+    model, tok, enc_dec = load_base(base_dir)
+    model.to(device)
     encode = encode_seq2seq if enc_dec else encode_causal
     train_ex = [encode(tok, r["instruction"], r["response"], cfg.max_length) for r in train_rows]
     val_ex = [encode(tok, r["instruction"], r["response"], cfg.max_length) for r in val_rows]
     if not train_ex:
         raise ValueError("no training rows")
 
-    steps_per_epoch = math.ceil(len(train_ex) / (cfg.batch_size * cfg.grad_accum))
+    per_step = cfg.grad_accum * world  # micro-batches in one optimizer step, over all processes
+    steps_per_epoch = math.ceil(len(train_ex) / (cfg.batch_size * per_step))
     total_steps = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
     warmup = int(total_steps * cfg.warmup_ratio)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
@@ -113,55 +234,109 @@ def train(base_dir: Path, train_rows: list[dict], val_rows: list[dict], cfg: Tra
         opt, lambda s: min((s + 1) / max(warmup, 1), max(0.0, (total_steps - s) / max(total_steps - warmup, 1)))
     )
 
-    gen = torch.Generator().manual_seed(cfg.seed)
-    val_before = mean_loss(model, val_ex, tok.pad_token_id, cfg.batch_size)
+    gen = torch.Generator().manual_seed(cfg.seed)  # same order in every process
+    val_before = mean_loss(model, val_ex, tok.pad_token_id, cfg.batch_size, place, device) if rank == 0 else None
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[rank] if place.device == "cuda" else None)
     model.train()
-    history, tokens, step = [], 0, 0
+    history, norms, tokens, step = [], [], 0, 0
+    if place.device == "cuda":
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
-    bar = tqdm(total=total_steps, desc="train", mininterval=5, unit="step")
+    bar = tqdm(total=total_steps, desc="train", mininterval=5, unit="step", disable=rank != 0)
     while step < total_steps:
         order = torch.randperm(len(train_ex), generator=gen).tolist()
         micro = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-        for j in range(0, len(micro), cfg.grad_accum):
-            group = micro[j : j + cfg.grad_accum]
+        for j in range(0, len(micro), per_step):
+            group = micro[j : j + per_step]
             n_targets = sum(sum(1 for t in train_ex[k]["labels"] if t != IGNORE) for m in group for k in m)
+            # this process's share; a process left without one (short last step of an epoch)
+            # runs a zero-weighted batch so that every process joins the gradient all-reduce
+            mine = group[rank::world] or [group[0]]
+            weight = 1.0 if group[rank::world] else 0.0
             step_loss = 0.0
-            for m in group:
-                batch = collate([train_ex[k] for k in m], tok.pad_token_id)
+            for i, m in enumerate(mine):
+                batch = {k: v.to(device) for k, v in collate([train_ex[k] for k in m], tok.pad_token_id).items()}
                 n = int((batch["labels"] != IGNORE).sum())
-                loss = model(**batch).loss * n / max(n_targets, 1)  # token-weighted mean over the step
-                loss.backward()
+                # DDP averages gradients over processes; x world undoes that, so the step's
+                # gradient is the token-weighted mean over every micro-batch of every process
+                sync = net.no_sync() if world > 1 and i < len(mine) - 1 else nullcontext()
+                with sync:
+                    with _autocast(place):
+                        loss = net(**batch).loss.float() * n / max(n_targets, 1) * weight
+                    (loss * world).backward()
                 step_loss += loss.item()
-                tokens += int(batch["attention_mask"].sum())
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                tokens += int(weight) * (int(batch["attention_mask"].sum())
+                                         + (n if enc_dec else 0))  # enc-dec: targets run the decoder
+            if world > 1:  # the step's loss over all processes, for the bar and the history
+                summed = torch.tensor([step_loss], dtype=torch.float64, device=device)
+                dist.all_reduce(summed)
+                step_loss = summed.item()
+            norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)))
             opt.step()
             schedule.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            history.append(round(step_loss, 5))
+            history.append(step_loss)
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.3f}")
             if step >= total_steps:
                 break
     bar.close()
+    if place.device == "cuda":
+        torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    val_after = mean_loss(model, val_ex, tok.pad_token_id, cfg.batch_size)
+    if world > 1:
+        summed = torch.tensor([float(tokens)], dtype=torch.float64, device=device)
+        dist.all_reduce(summed)
+        tokens = int(summed.item())
+    history = [round(h, 5) for h in history]
+    if rank != 0:
+        return {}
+    val_after = mean_loss(model, val_ex, tok.pad_token_id, cfg.batch_size, place, device)
 
     with atomic_dir(output) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+    parameters = sum(p.numel() for p in model.parameters())
+    tok_s = tokens / seconds if seconds else None
     metrics = {
         "architecture": "encoder-decoder" if enc_dec else "decoder",
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": parameters,
         "train_rows": len(train_ex),
         "steps": step,
         "train_loss": history,
+        "grad_norm": [round(g, 5) for g in norms],  # before clipping to 1.0
         "val_loss_before": val_before,
         "val_loss_after": val_after,
+        "device": place.device if place.device == "cpu" else torch.cuda.get_device_name(device),
+        "processes": world,
+        "precision": place.precision,
         "seconds": round(seconds, 2),
-        "tokens_per_second": round(tokens / seconds, 1) if seconds else None,
+        "tokens": tokens,
+        "tokens_per_second": round(tok_s, 1) if tok_s else None,
+        # model FLOPs as in the plan (6·N per token, 3·N for encoder-decoders), per process
+        "model_tflops_per_second": (round(training_flops(parameters, tok_s, enc_dec) / 1e12 / world, 4)
+                                    if tok_s else None),
+        "mfu": None,
     }
-    log.info("trained %s: %d steps, loss %.3f -> %.3f, val %.3f -> %.3f, %.0fs, %.0f tok/s",
-             output, step, history[0], history[-1], val_before or float("nan"),
-             val_after or float("nan"), seconds, metrics["tokens_per_second"] or 0)
+    peak = gpu_peak_tflops(metrics["device"]) if place.device == "cuda" and place.precision == "bf16" else None
+    if peak and metrics["model_tflops_per_second"]:
+        metrics["mfu"] = round(metrics["model_tflops_per_second"] / peak, 4)
+    log.info("trained %s on %s x%d (%s): %d steps, loss %.3f -> %.3f, val %.3f -> %.3f, %.0fs, "
+             "%.0f tok/s, %.3g model TFLOP/s per process, MFU %s",
+             output, metrics["device"], world, place.precision, step, history[0], history[-1],
+             val_before or float("nan"), val_after or float("nan"), seconds, tok_s or 0,
+             metrics["model_tflops_per_second"] or 0, metrics["mfu"])
     return metrics
+
+
+def gpu_peak_tflops(device_name: str) -> float | None:
+    """Dense bf16 peak of a GPU by its name (GPU_PEAK_TFLOPS), or None when unknown."""
+    for key, peak in GPU_PEAK_TFLOPS:
+        if key in device_name:
+            return peak
+    return None

@@ -267,10 +267,13 @@ class TransformersTeacher(Teacher):
 
 
 class VLLMTeacher(Teacher):
-    """vLLM in process, for GPU nodes (optional extra: `pip install vllm`). All uncached
-    requests of a shard go to one `LLM.chat` call; each keeps its own sampling seed."""
+    """vLLM in process, for GPU nodes (optional extra: `pip install vllm`). Uncached
+    requests go to `LLM.chat` `chunk` at a time (vLLM batches each chunk continuously),
+    and a chunk's answers are cached as it finishes, so a killed job loses at most one
+    chunk; each request keeps its own sampling seed."""
 
     backend = "vllm"
+    chunk = 512
 
     def __init__(self, model_path: str, model_id: str, cache: ResponseCache):
         super().__init__(model_id, cache)
@@ -288,16 +291,20 @@ class VLLMTeacher(Teacher):
                 raise RuntimeError("teacher.backend vllm needs the optional package: pip install vllm") from exc
             if self._llm is None:
                 self._llm = LLM(model=self.model_path)
-            params = [SamplingParams(temperature=requests[i].decoding.temperature, top_p=requests[i].decoding.top_p,
-                                     max_tokens=requests[i].decoding.max_tokens, seed=requests[i].seed)
-                      for i in todo]
-            outputs = self._llm.chat([requests[i].messages for i in todo], params, use_tqdm=True)
-            for i, out in zip(todo, outputs):
-                gen = out.outputs[0]
-                ans = Answer(text=gen.text, finish_reason=gen.finish_reason,
-                             prompt_tokens=len(out.prompt_token_ids or []), completion_tokens=len(gen.token_ids))
-                self.cache.put(keys[i], ans)
-                answers[i] = ans
+            for c in range(0, len(todo), self.chunk):
+                part = todo[c : c + self.chunk]
+                params = [SamplingParams(temperature=requests[i].decoding.temperature,
+                                         top_p=requests[i].decoding.top_p,
+                                         max_tokens=requests[i].decoding.max_tokens, seed=requests[i].seed)
+                          for i in part]
+                outputs = self._llm.chat([requests[i].messages for i in part], params, use_tqdm=True)
+                for i, out in zip(part, outputs):
+                    gen = out.outputs[0]
+                    ans = Answer(text=gen.text, finish_reason=gen.finish_reason,
+                                 prompt_tokens=len(out.prompt_token_ids or []),
+                                 completion_tokens=len(gen.token_ids))
+                    self.cache.put(keys[i], ans)
+                    answers[i] = ans
         self._count(answers, time.perf_counter() - start)
         return answers
 
