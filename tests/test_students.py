@@ -102,6 +102,8 @@ def test_data_parallel_processes_take_the_same_steps_as_one(tmp_path, tokenizer_
     assert two["processes"] == 2 and two["tokens"] == one["tokens"]
     assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
     assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4)
+    for key in ("val_loss_before", "val_loss_after"):  # each process scores half the validation rows
+        assert two[key] == pytest.approx(one[key], rel=1e-5)
     a = AutoModelForCausalLM.from_pretrained(tmp_path / "one").state_dict()
     b = AutoModelForCausalLM.from_pretrained(tmp_path / "two").state_dict()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5

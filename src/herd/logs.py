@@ -12,7 +12,9 @@ def to_file(path: str, append: bool = False) -> None:
     """Log to `path` (a fresh file per job run; `append` for the job's own child processes);
     stderr, where tqdm draws progress, goes there too."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    stream = open(path, "a" if append else "w", buffering=1, encoding="utf-8")
+    if not append:
+        open(path, "w").close()  # a fresh file; then every writer appends, so none overwrites another
+    stream = open(path, "a", buffering=1, encoding="utf-8")
     sys.stderr = stream
     logging.basicConfig(
         level=logging.INFO,

@@ -146,19 +146,24 @@ def _autocast(place: Placement):
 
 @torch.no_grad()
 def mean_loss(model, examples: list[dict], pad_id: int, batch_size: int,
-              place: Placement = Placement(), device: torch.device | str = "cpu") -> float | None:
+              place: Placement = Placement(), device: torch.device | str = "cpu",
+              rank: int = 0, world: int = 1) -> float | None:
+    """Token-weighted mean loss; with `world` processes each takes every world-th batch
+    and the sums are all-reduced, so every process gets the same value."""
     if not examples:
         return None
     model.eval()
-    total, count = 0.0, 0
-    for i in range(0, len(examples), batch_size):
-        batch = {k: v.to(device) for k, v in collate(examples[i : i + batch_size], pad_id).items()}
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss x tokens, tokens
+    for i in range(rank * batch_size, len(examples), batch_size * world):
+        batch = collate(examples[i : i + batch_size], pad_id)
         n = int((batch["labels"] != IGNORE).sum())
         with _autocast(place):
-            total += float(model(**batch).loss) * n
-        count += n
+            sums[0] += model(**{k: v.to(device) for k, v in batch.items()}).loss.double() * n
+        sums[1] += n
+    if world > 1:
+        dist.all_reduce(sums)
     model.train()
-    return total / max(count, 1)
+    return float(sums[0] / sums[1].clamp(min=1))
 
 
 def train(base_dir: Path, train_rows: list[dict], val_rows: list[dict], cfg: TrainConfig,
@@ -193,9 +198,12 @@ def _train(rank: int, base_dir, train_rows, val_rows, cfg: TrainConfig, output, 
         to_file(log_path, append=True)
         log.info("process %d of %d started", rank, world)
     torch.set_num_threads(threads)
+    if place.device == "cuda":
+        torch.cuda.set_device(rank)
     if world > 1:
         dist.init_process_group("nccl" if place.device == "cuda" else "gloo",
-                                init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+                                init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
+                                device_id=torch.device("cuda", rank) if place.device == "cuda" else None)
     try:
         metrics = _loop(rank, world, Path(base_dir), train_rows, val_rows, cfg, Path(output), place)
     finally:
@@ -208,9 +216,8 @@ def _train(rank: int, base_dir, train_rows, val_rows, cfg: TrainConfig, output, 
 
 def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: TrainConfig,
           output: Path, place: Placement) -> dict:
-    torch.manual_seed(cfg.seed)
-    if place.device == "cuda":
-        torch.cuda.set_device(rank)
+    torch.manual_seed(cfg.seed + rank)  # dropout masks differ between processes
+    if place.precision == "bf16":  # fp32 stays strict fp32
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     device = torch.device(place.device, rank) if place.device == "cuda" else torch.device("cpu")
@@ -235,7 +242,7 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
     )
 
     gen = torch.Generator().manual_seed(cfg.seed)  # same order in every process
-    val_before = mean_loss(model, val_ex, tok.pad_token_id, cfg.batch_size, place, device) if rank == 0 else None
+    val_before = mean_loss(model, val_ex, tok.pad_token_id, cfg.batch_size, place, device, rank, world)
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -257,10 +264,13 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
             # runs a zero-weighted batch so that every process joins the gradient all-reduce
             mine = group[rank::world] or [group[0]]
             weight = 1.0 if group[rank::world] else 0.0
-            step_loss = 0.0
+            step_loss = torch.zeros((), dtype=torch.float64, device=device)
             for i, m in enumerate(mine):
-                batch = {k: v.to(device) for k, v in collate([train_ex[k] for k in m], tok.pad_token_id).items()}
-                n = int((batch["labels"] != IGNORE).sum())
+                batch = collate([train_ex[k] for k in m], tok.pad_token_id)
+                n = int((batch["labels"] != IGNORE).sum())  # counted on the CPU: no GPU sync
+                tokens += int(weight) * (int(batch["attention_mask"].sum())
+                                         + (n if enc_dec else 0))  # enc-dec: targets run the decoder
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 # DDP averages gradients over processes; x world undoes that, so the step's
                 # gradient is the token-weighted mean over every micro-batch of every process
                 sync = net.no_sync() if world > 1 and i < len(mine) - 1 else nullcontext()
@@ -268,13 +278,10 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
                     with _autocast(place):
                         loss = net(**batch).loss.float() * n / max(n_targets, 1) * weight
                     (loss * world).backward()
-                step_loss += loss.item()
-                tokens += int(weight) * (int(batch["attention_mask"].sum())
-                                         + (n if enc_dec else 0))  # enc-dec: targets run the decoder
+                step_loss += loss.detach().double()
             if world > 1:  # the step's loss over all processes, for the bar and the history
-                summed = torch.tensor([step_loss], dtype=torch.float64, device=device)
-                dist.all_reduce(summed)
-                step_loss = summed.item()
+                dist.all_reduce(step_loss)
+            step_loss = step_loss.item()
             norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)))
             opt.step()
             schedule.step()
@@ -294,13 +301,15 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
         dist.all_reduce(summed)
         tokens = int(summed.item())
     history = [round(h, 5) for h in history]
+    val_after = mean_loss(model, val_ex, tok.pad_token_id, cfg.batch_size, place, device, rank, world)
+    if rank == 0:
+        with atomic_dir(output) as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+    if world > 1:  # every process waits for the save, then all leave together
+        dist.barrier()
     if rank != 0:
         return {}
-    val_after = mean_loss(model, val_ex, tok.pad_token_id, cfg.batch_size, place, device)
-
-    with atomic_dir(output) as tmp:
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
     parameters = sum(p.numel() for p in model.parameters())
     tok_s = tokens / seconds if seconds else None
     metrics = {
