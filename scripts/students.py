@@ -1,13 +1,10 @@
 """Fine-tune one student (on the GPUs the job was given, else the CPU)."""
-import torch
-
 from herd import io, logs, students
 from herd.rng import derive_seed
 
 
 def main(snakemake):
     logs.to_file(snakemake.log[0])
-    torch.set_num_threads(snakemake.threads)
     cfg = snakemake.params.cfg
     train_cfg = students.TrainConfig(
         **{k: cfg[k] for k in ("learning_rate", "epochs", "batch_size", "grad_accum", "max_length",

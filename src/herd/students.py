@@ -29,6 +29,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from herd import logs
 from herd.cost import training_flops
 from herd.io import atomic_dir
 from herd.prompts import student_prompt
@@ -193,9 +194,7 @@ def _train(rank: int, base_dir, train_rows, val_rows, cfg: TrainConfig, output, 
            threads: int, port: int | None, result: Path | None, log_path: str | None) -> dict:
     world = place.processes
     if log_path:
-        from herd.logs import to_file
-
-        to_file(log_path, append=True)
+        logs.to_file(log_path, append=True)
         log.info("process %d of %d started", rank, world)
     torch.set_num_threads(threads)
     if place.device == "cuda":
@@ -262,14 +261,14 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
             n_targets = sum(sum(1 for t in train_ex[k]["labels"] if t != IGNORE) for m in group for k in m)
             # this process's share; a process left without one (short last step of an epoch)
             # runs a zero-weighted batch so that every process joins the gradient all-reduce
-            mine = group[rank::world] or [group[0]]
-            weight = 1.0 if group[rank::world] else 0.0
+            share = group[rank::world]
+            mine, weight = (share, 1.0) if share else ([group[0]], 0.0)
             step_loss = torch.zeros((), dtype=torch.float64, device=device)
             for i, m in enumerate(mine):
                 batch = collate([train_ex[k] for k in m], tok.pad_token_id)
                 n = int((batch["labels"] != IGNORE).sum())  # counted on the CPU: no GPU sync
-                tokens += int(weight) * (int(batch["attention_mask"].sum())
-                                         + (n if enc_dec else 0))  # enc-dec: targets run the decoder
+                if share:  # enc-dec: the targets run through the decoder as well
+                    tokens += int(batch["attention_mask"].sum()) + (n if enc_dec else 0)
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 # DDP averages gradients over processes; x world undoes that, so the step's
                 # gradient is the token-weighted mean over every micro-batch of every process
