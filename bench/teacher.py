@@ -9,10 +9,14 @@
    on the same GGUF file (dequantized to float32), in generated tokens per
    second; the goal is >= 10x. Also printed: llama.cpp one request at a time,
    and transformers batched as herd's transformers backend runs it.
+3. kernels: herd's llama.cpp engine with llama.cpp's fast CPU kernels (extra buffer
+   types: AMX, repacked weights) against the plain ones (`teacher.cpu_kernels` fast
+   and safe), and which one `auto` picks on this host (herd.native).
 
 Usage: python bench/teacher.py [--requests 800] [--latency 0.25] [--in-flight 16]
                                [--tokens 48] [--threads 2] [--parallel 32]
-                               [--engine-requests 32] [--skip-engine]
+                               [--engine-requests 32] [--skip-engine] [--skip-kernels]
+                               [--kernels-only]
 """
 
 from __future__ import annotations
@@ -78,9 +82,9 @@ def _teacher_tps(teacher, reqs: list[Request]) -> float:
 
 def bench_engine(gguf: Path, tokens: int, threads: int, parallel: int, n: int) -> dict:
     import torch
-    from llama_cpp import Llama
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from herd import native
     from herd.teacher import LlamaCppTeacher, TransformersTeacher
 
     torch.set_num_threads(threads)
@@ -94,7 +98,8 @@ def bench_engine(gguf: Path, tokens: int, threads: int, parallel: int, n: int) -
         herd_tps = _teacher_tps(herd, reqs)
 
         # llama.cpp one request at a time (llama-cpp-python's own API)
-        llm = Llama(model_path=str(gguf), n_ctx=512, n_threads=threads, verbose=False)
+        kernels = native.llamacpp_kernels(gguf, "auto", tmp, threads)
+        llm = native.load_llama(gguf, kernels, n_ctx=512, threads=threads)
         start, done = time.perf_counter(), 0
         for r in reqs[:4]:
             out = llm.create_chat_completion(r.messages, max_tokens=tokens, temperature=0.7, top_p=0.9, seed=r.seed)
@@ -122,6 +127,25 @@ def bench_engine(gguf: Path, tokens: int, threads: int, parallel: int, n: int) -
             "ratio_batched": herd_tps / hf_batched_tps}
 
 
+def bench_kernels(gguf: Path, tokens: int, threads: int, parallel: int, n: int) -> dict:
+    from herd import native
+    from herd.teacher import LlamaCppTeacher
+
+    reqs = engine_requests(n, tokens)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out["auto"] = native.llamacpp_kernels(gguf, "auto", tmp, threads)
+        for kernels in ("fast", "safe"):
+            teacher = LlamaCppTeacher(gguf, "bench", ResponseCache(Path(tmp) / f"{kernels}-warm.sqlite"),
+                                      n_ctx=512, threads=threads, parallel=parallel)
+            teacher.cpu_kernels = kernels
+            teacher.answer(reqs[:1], desc="warm-up")
+            teacher.cache = ResponseCache(Path(tmp) / f"{kernels}.sqlite")
+            out[kernels] = _teacher_tps(teacher, reqs)
+            teacher.decoder.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=800)
@@ -134,27 +158,46 @@ def main() -> None:
                     help="requests decoded together (teacher.parallel, whose default is 32)")
     ap.add_argument("--engine-requests", type=int, default=32)
     ap.add_argument("--skip-engine", action="store_true")
+    ap.add_argument("--skip-kernels", action="store_true")
+    ap.add_argument("--kernels-only", action="store_true", help="only part 3 (fast against safe kernels)")
     args = ap.parse_args()
+    if not args.kernels_only:
+        run_client(args)
+    engine = [] if args.skip_engine or args.kernels_only else [run_engine]
+    engine += [] if args.skip_kernels else [run_kernels]
+    if engine and not args.gguf.exists():
+        sys.exit(f"{args.gguf} not found: build it with `snakemake --cores 2 results/teacher_model/model.gguf`")
+    for part in engine:
+        part(args)
 
+
+def run_client(args) -> None:
     c = bench_client(args.requests, args.latency, args.in_flight)
     print(f"client: {args.requests} requests, {args.latency * 1000:.0f} ms each, {args.in_flight} in flight")
     print(f"  openai SDK sequential {c['sequential_rps']:.1f} req/s; herd {c['herd_rps']:.1f} req/s; "
           f"server capacity {c['capacity_rps']:.1f} req/s")
     print(f"  ratio herd / capacity   = {c['herd_vs_capacity']:.2f}  (goal >= 0.9)")
     print(f"  ratio herd / sequential = {c['herd_vs_sequential']:.1f}x")
-    if not args.skip_engine:
-        if not args.gguf.exists():
-            sys.exit(f"{args.gguf} not found: build it with `snakemake --cores 2 results/teacher_model/model.gguf`")
-        e = bench_engine(args.gguf, args.tokens, args.threads, args.parallel, args.engine_requests)
-        print(f"engine: {args.gguf.name}, {args.engine_requests} requests of at most {args.tokens} new tokens, "
-              f"sampled, {args.threads} thread(s) each")
-        print(f"  herd llamacpp backend ({args.parallel} in parallel) {e['herd_tps']:.1f} tok/s; "
-              f"llama.cpp one at a time {e['llamacpp_single_tps']:.1f} tok/s")
-        print(f"  transformers generate {e['transformers_tps']:.1f} tok/s; "
-              f"batched ({args.parallel} per batch, herd's transformers backend) {e['transformers_batched_tps']:.1f} tok/s")
-        print(f"  ratio herd engine / transformers generate = {e['ratio']:.1f}x  (goal >= 10)")
-        print(f"  ratio herd engine / transformers batched generate = {e['ratio_batched']:.1f}x")
 
+
+def run_engine(args) -> None:
+    e = bench_engine(args.gguf, args.tokens, args.threads, args.parallel, args.engine_requests)
+    print(f"engine: {args.gguf.name}, {args.engine_requests} requests of at most {args.tokens} new tokens, "
+          f"sampled, {args.threads} thread(s) each")
+    print(f"  herd llamacpp backend ({args.parallel} in parallel) {e['herd_tps']:.1f} tok/s; "
+          f"llama.cpp one at a time {e['llamacpp_single_tps']:.1f} tok/s")
+    print(f"  transformers generate {e['transformers_tps']:.1f} tok/s; "
+          f"batched ({args.parallel} per batch, herd's transformers backend) {e['transformers_batched_tps']:.1f} tok/s")
+    print(f"  ratio herd engine / transformers generate = {e['ratio']:.1f}x  (goal >= 10)")
+    print(f"  ratio herd engine / transformers batched generate = {e['ratio_batched']:.1f}x")
+
+
+def run_kernels(args) -> None:
+    k = bench_kernels(args.gguf, args.tokens, args.threads, args.parallel, args.engine_requests)
+    print(f"kernels: {args.gguf.name}, {args.engine_requests} requests, {args.parallel} in parallel, "
+          f"{args.threads} thread(s); teacher.cpu_kernels auto picks {k['auto']!r} on this host")
+    print(f"  fast (extra buffer types) {k['fast']:.1f} tok/s; safe {k['safe']:.1f} tok/s")
+    print(f"  ratio fast / safe = {k['fast'] / k['safe']:.2f}")
 
 if __name__ == "__main__":
     main()

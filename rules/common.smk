@@ -1,6 +1,8 @@
 # Helpers shared by the rules: file lists derived from the config, and rerun triggers.
-from herd.config import code_version, student as student_cfg
+from herd.config import SAFE_NAME, code_version, student as student_cfg
+from herd.retry import retry_param
 from herd.sources import is_local
+from herd.teacher import RUN_ONLY_KEYS
 
 VARIANT_DIRS = {
     "pytorch": "results/students/{student}/model",
@@ -8,25 +10,45 @@ VARIANT_DIRS = {
     "onnx-int8": "results/export/{student}/onnx-int8",
 }
 
+# Every wildcard is one safe path part (herd.config.SAFE_NAME for students): a target such as
+# results/student_base/.hidden matches no rule, and no job writes outside its stage folder.
 wildcard_constraints:
     kind="example|topic",
     shard=r"\d+",
-    student=r"[A-Za-z0-9._-]+",
+    student=SAFE_NAME,
     variant="|".join(VARIANT_DIRS),
 
 
 def instruction_shards():
-    parts = {"example": config["instructions"]["example_guided"],
-             "topic": config["instructions"]["topic_guided"]}
+    """The generation shards the config asks for (none for a run of re-answered seeds only);
+    generation without example seeds stops the workflow here, before any job."""
+    from herd.config import ConfigError
+    from herd.instructions import generation_parts
+    from snakemake.exceptions import WorkflowError
+
+    try:
+        parts = generation_parts(config)
+    except ConfigError as err:
+        raise WorkflowError(f"config: {err}")
     return [
         f"results/instructions/{kind}/{shard}.jsonl"
-        for kind, part in parts.items() if part["prompts"] > 0
+        for kind, part in parts.items()
         for shard in range(min(part["shards"], part["prompts"]))
     ]
 
 
 def response_shards():
     return [f"results/responses/{i}.jsonl" for i in range(config["responses"]["shards"])]
+
+
+def response_stats_files():  # the shards' failed requests go into the card and stats.json
+    return [p.replace(".jsonl", ".stats.json") for p in response_shards()]
+
+
+def indexed_seed_entries():
+    """Every seed_tasks entry with its position, which seed rows carry in their ids: licences are per file."""
+    keys = ("path", "format", "use", "source", "licence")
+    return [{"index": i, **{k: s[k] for k in keys}} for i, s in enumerate(config["seed_tasks"])]
 
 
 def seed_files():  # local seed files and folders; a Hub dataset is fetched by the jobs reading it
@@ -74,4 +96,6 @@ def teacher_inputs():
 
 
 def teacher_params():
-    return {"teacher": config["teacher"], "seed": config["seed"]}
+    """The teacher's settings that make its answers; how a job runs them (RUN_ONLY_KEYS) reruns nothing."""
+    return {"teacher": {k: v for k, v in config["teacher"].items() if k not in RUN_ONLY_KEYS},
+            "seed": config["seed"]}

@@ -4,6 +4,8 @@
 rule dataset:
     input:
         shards=response_shards(),
+        response_stats=response_stats_files(),
+        instruction_stats=[p.replace(".jsonl", ".stats.json") for p in instruction_shards()],
         passthrough="results/seed_rows/passthrough.jsonl",
         filter_stats="results/filter/stats.json",
         manifest="results/teacher_model/manifest.json",
@@ -25,7 +27,7 @@ rule dataset:
             "instruction_decoding": config["instructions"]["decoding"],
             "response_decoding": config["responses"]["decoding"],
         },
-        licences={s["source"]: s["licence"] for s in config["seed_tasks"]},
+        seed_entries=indexed_seed_entries(),
         code=code_version("dataset"),
     conda:
         "../envs/herd.yaml"

@@ -17,7 +17,7 @@ rule eval:
     params:
         cfg=config["eval"],
         seed=config["seed"],
-        code=code_version("evaluation", "benchmarks", "prompts"),
+        code=code_version("evaluation", "benchmarks", "prompts", "native"),
     conda:
         "../envs/herd.yaml"
     script:

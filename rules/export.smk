@@ -17,7 +17,7 @@ rule export:
         mem_mb=8000,
     params:
         cfg=config["export"],
-        code=code_version("export"),
+        code=code_version("export", "native"),
     conda:
         "../envs/herd.yaml"
     script:

@@ -4,7 +4,8 @@
 rule instructions:
     input:
         seeds=seed_files(),
-        topics="results/topics/topics.txt",
+        # only topic-guided shards read the topics: a run without them needs no topic file
+        topics=lambda wildcards: "results/topics/topics.txt" if wildcards.kind == "topic" else [],
         **teacher_inputs(),
     output:
         records="results/instructions/{kind}/{shard}.jsonl",
@@ -21,7 +22,9 @@ rule instructions:
         cfg=instruction_params,
         seed_tasks=config["seed_tasks"],
         teacher=teacher_params(),
-        code=code_version("instructions", "prompts", "teacher", "sources"),
+        # changes while the shard's last run left failed requests: each invocation retries them
+        retry=lambda wc: retry_param(f"results/instructions/{wc.kind}/{wc.shard}.stats.json"),
+        code=code_version("instructions", "prompts", "teacher", "sources", "llamacpp_parallel", "native", "rng"),
     conda:
         "../envs/herd.yaml"
     script:

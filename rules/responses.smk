@@ -1,6 +1,4 @@
 # The teacher answers every kept instruction and every seed row to re-answer, in shards.
-
-
 rule responses:
     input:
         instructions="results/filter/instructions.jsonl",
@@ -20,7 +18,9 @@ rule responses:
     params:
         cfg=config["responses"],
         teacher=teacher_params(),
-        code=code_version("responses", "prompts", "teacher"),
+        # changes while the shard's last run left failed requests: each invocation retries them
+        retry=lambda wc: retry_param(f"results/responses/{wc.shard}.stats.json"),
+        code=code_version("responses", "prompts", "teacher", "llamacpp_parallel", "native", "rng"),
     conda:
         "../envs/herd.yaml"
     script:

@@ -7,5 +7,5 @@ logs.to_file(snakemake.log[0])
 estimate = cost.plan_from_config(snakemake.params.config)
 io.write_json(snakemake.output.json, estimate)
 io.write_text(snakemake.output.text, cost.format_plan(estimate))
-logging.info("plan: %d teacher requests, $%.2f, %.1f GPU-hours", estimate["total"]["requests"],
-             estimate["total"]["usd"], estimate.get("training", {}).get("total_gpu_hours", 0.0))
+logging.info("plan: %d teacher requests, $%s, %.1f GPU-hours", estimate["total"]["requests"],
+             cost.usd_text(estimate["total"]["usd"]), estimate.get("training", {}).get("total_gpu_hours", 0.0))

@@ -1,17 +1,19 @@
 """Answer one shard of the kept instructions with the teacher."""
 from herd import cost, io, logs, responses
-from herd.teacher import make_teacher
+from herd.teacher import job_config, make_teacher
 
 logs.to_file(snakemake.log[0])
 params = snakemake.params
 prompts = io.read_jsonl(snakemake.input.instructions) + io.read_jsonl(snakemake.input.reanswer)
 records = responses.shard_records(prompts, params.cfg["shards"], int(snakemake.wildcards.shard))
-teacher = make_teacher(params.teacher["teacher"], io.read_json(snakemake.input.manifest),
-                       snakemake.input.get("model"), snakemake.threads,
+teacher_cfg = job_config(params.teacher["teacher"], snakemake.config["teacher"])
+teacher = make_teacher(teacher_cfg, io.read_json(snakemake.input.manifest), snakemake.input.get("model"),
+                       snakemake.threads,
                        job=f"responses-{snakemake.wildcards.shard}")
 rows, failed, stats, ledger = responses.answer_shard(
     records, params.cfg, params.teacher["seed"], teacher, cost.price(params.teacher["teacher"]))
 io.write_jsonl(snakemake.output.ledger, ledger)
 stats["failed_requests"] = failed
+stats["rerun_token"] = params.retry  # what the next invocation's retry token starts from
 io.write_jsonl(snakemake.output.records, rows)
 io.write_json(snakemake.output.stats, stats)

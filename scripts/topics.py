@@ -9,7 +9,7 @@ if cfg["format"] == "mediawiki_sql":
     kept, stats = wikipedia.filter_categories(path, max_words=cfg["max_words"], min_subcats=cfg["min_subcats"],
                                               min_pages=cfg["min_pages"], pages=cfg["pages"])
 else:
-    titles = sources.load_topics(path, cfg["format"])
+    titles = sources.load_topics(path, cfg["format"], cfg["max_chars"])
     kept, dropped = sources.filter_topics(titles, cfg["max_words"])
     stats = {"input": len(titles), "kept": len(kept), "dropped": dropped}
 if not kept:

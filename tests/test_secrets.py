@@ -1,12 +1,11 @@
 """The teacher's API key reaches the server and nothing else: not the results, logs,
-Snakemake's metadata or the cache. A missing key stops the run before any job."""
+Snakemake's metadata or the cache. Without the key the plan still works, and the first job
+that calls the teacher stops, naming the variable."""
 from pathlib import Path
 
 import pytest
-
-from fault_server import FaultServer
-
 from conftest import copy_project, snakemake
+from fault_server import FaultServer
 
 KEY = "sk-herd-test-NEVER-WRITE-4d1e8a"
 
@@ -38,14 +37,23 @@ def test_key_is_sent_but_never_written(tmp_path):
 
 
 @pytest.mark.parametrize("value", [None, ""])
-def test_missing_or_empty_key_stops_before_any_job(tmp_path, monkeypatch, value):
+def test_missing_or_empty_key_plans_then_fails_in_the_first_teacher_job(tmp_path, monkeypatch, value):
     project = copy_project(tmp_path)
     if value is None:
         monkeypatch.delenv("HERD_TEST_KEY", raising=False)
     else:
         monkeypatch.setenv("HERD_TEST_KEY", value)
-    proc = snakemake(project, "results/instructions/example/0.jsonl", "--configfile",
-                     str(config_file(tmp_path, "http://127.0.0.1:9/v1")))
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)  # another variable's key: never printed or written
+    cfg = config_file(tmp_path, "http://127.0.0.1:9/v1")
+    plan = snakemake(project, "results/plan/plan.txt", "--configfile", str(cfg))
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    assert "teacher.api_key_env: the environment variable HERD_TEST_KEY is not set" in plan.stderr
+    assert (project / "results/plan/plan.txt").is_file()
+    proc = snakemake(project, "results/instructions/example/0.jsonl", "--configfile", str(cfg))
     assert proc.returncode != 0
-    assert "HERD_TEST_KEY" in proc.stdout + proc.stderr
-    assert not (project / "results").exists()
+    assert "Error in rule instructions" in proc.stdout + proc.stderr
+    log = (project / "logs/instructions/example/0.log").read_text()
+    assert "teacher.api_key_env: the environment variable HERD_TEST_KEY is not set" in log
+    assert not (project / "results/instructions/example/0.jsonl").exists()
+    assert KEY not in plan.stdout + plan.stderr + proc.stdout + proc.stderr
+    assert [p for p in project.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()] == []

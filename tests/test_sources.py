@@ -65,11 +65,11 @@ def test_seed_rows_for_reanswer_and_passthrough(tmp_path):
 
     assert len(load_seed_tasks(cfg["seed_tasks"])) == 48  # only the examples
     assert seed_rows(cfg["seed_tasks"], "reanswer") == [
-        {"id": "seed-alpaca-0000000", "instruction": "Add the numbers.\n\n2, 3", "instruction_source": "alpaca"},
-        {"id": "seed-alpaca-0000001", "instruction": "Name a planet.", "instruction_source": "alpaca"},
+        {"id": "seed-alpaca-1-0000000", "instruction": "Add the numbers.\n\n2, 3", "instruction_source": "alpaca"},
+        {"id": "seed-alpaca-1-0000001", "instruction": "Name a planet.", "instruction_source": "alpaca"},
     ]
     assert seed_rows(cfg["seed_tasks"], "passthrough") == [
-        {"id": "seed-orig-0000000", "instruction": "Add the numbers.\n\n2, 3", "instruction_source": "orig",
+        {"id": "seed-orig-2-0000000", "instruction": "Add the numbers.\n\n2, 3", "instruction_source": "orig",
          "response": "5"}]
 
 
@@ -99,7 +99,7 @@ def test_hf_local_dataset_folder_with_column_mapping(tmp_path, monkeypatch):
     from herd.sources import seed_rows
 
     assert seed_rows(cfg["seed_tasks"], "reanswer")[1] == {
-        "id": "seed-p3-0000001", "instruction": "Question 1: what is 1 + 1?", "instruction_source": "p3"}
+        "id": "seed-p3-0-0000001", "instruction": "Question 1: what is 1 + 1?", "instruction_source": "p3"}
 
 
 def test_hf_parquet_folder_default_columns_split_and_shuffle(tmp_path, monkeypatch):

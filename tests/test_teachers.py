@@ -27,9 +27,12 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def llama_server(smollm2_gguf):
+def llama_server(smollm2_gguf, tmp_path_factory):
+    """llama.cpp's own server, started as herd documents it: with the CPU kernels this host runs."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf),
+    cache_dir = tmp_path_factory.mktemp("server-cache")
+    proc = subprocess.Popen([sys.executable, "-m", "herd.native", "serve", "--cache-dir", str(cache_dir),
+                             "--model", str(smollm2_gguf),
                              "--host", "127.0.0.1", "--port", str(port), "--n_threads", "2", "--n_ctx", "512"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/v1"
@@ -91,9 +94,10 @@ def test_transformers_backend_on_the_gguf(smollm2_gguf, tmp_path):
 
 def test_llama_cpp_parallel_decoding_matches_one_at_a_time(smollm2_gguf, tmp_path):
     """Continuous batching: more requests than slots, sampled and greedy, one too long."""
-    from llama_cpp import Llama
+    from herd import native
 
-    llm = Llama(model_path=str(smollm2_gguf), n_ctx=256, n_threads=2, verbose=False)
+    kernels = native.llamacpp_kernels(smollm2_gguf, "auto", tmp_path, threads=2)
+    llm = native.load_llama(smollm2_gguf, kernels, n_ctx=256, threads=2)
     one_at_a_time = [llm.create_chat_completion(r.messages, temperature=0.0, max_tokens=DECODING.max_tokens)
                      ["choices"][0]["message"]["content"] for r in requests()]
     del llm

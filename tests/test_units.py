@@ -71,11 +71,11 @@ def test_split_is_deterministic_and_disjoint():
     assert len(t2) == 1 and len(v2) == 1
 
 
-def test_clean_drops_empty_and_optionally_truncated():
+def test_clean_drops_empty_and_truncated_by_default():
     rows = [{"response": " ", "finish_reason": "stop"}, {"response": "ok", "finish_reason": "length"},
             {"response": "ok", "finish_reason": "stop"}]
-    assert clean(rows)[1] == {"empty_response": 1}
-    kept, dropped = clean(rows, drop_truncated=True)
+    assert clean(rows, drop_truncated=False)[1] == {"empty_response": 1}
+    kept, dropped = clean(rows)  # truncated answers are dropped by default
     assert len(kept) == 1 and dropped == {"empty_response": 1, "truncated_response": 1}
 
 

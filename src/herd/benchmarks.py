@@ -139,6 +139,26 @@ TASKS: dict[str, LocalTask] = {
 }
 
 
+# A task's own YAML file names it on a top-level line `task: <name>` (a group lists its tasks below)
+TASK_LINE = re.compile(r"""^['"]?task['"]?:[ \t]*['"]?([^'"\s#]+)['"]?[ \t]*(?:#.*)?$""", re.MULTILINE)
+
+
+@functools.cache
+def known_tasks() -> frozenset[str] | None:
+    """Names of the tasks the installed lm-eval defines in YAML (what `builtin_config` finds),
+    read from its task files without importing lm-eval; None when lm-eval is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("lm_eval")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    names = set()
+    for folder in spec.submodule_search_locations:
+        for path in (Path(folder) / "tasks").rglob("*.yaml"):
+            names.update(TASK_LINE.findall(path.read_text(encoding="utf-8", errors="replace")))
+    return frozenset(names)
+
+
 # ---------------------------------------------------------------- local data
 
 

@@ -10,8 +10,10 @@ estimates each student's training compute in GPU-hours (see `training_flops`).
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Sequence
+from urllib.parse import urlparse
 
 from herd.prompts import PROMPT_TEMPLATE
 from herd.teacher import Answer, Request, Teacher, request_key
@@ -30,13 +32,31 @@ FLOPS_PER_PARAM_TOKEN_ENC_DEC = 3
 STUDENT_TEMPLATE_TOKENS = len(PROMPT_TEMPLATE.format(instruction="")) // CHARS_PER_TOKEN
 
 
+def is_local_url(url: str) -> bool:
+    """Whether an API root is on this machine: localhost, 127.0.0.0/8, ::1 or 0.0.0.0."""
+    try:
+        host = urlparse(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
+
+
 def price(cfg: dict) -> dict:
-    """USD per million prompt / completion tokens of the configured teacher (0 when local)."""
+    """USD per million prompt / completion tokens of the configured teacher: 0 for in-process
+    teachers; for a server, its model's entry in `prices`, else 0 on this machine (vLLM,
+    Ollama, llama.cpp) and NaN (unknown: no paid run) elsewhere. A priced model behind a local
+    proxy keeps its price."""
     if cfg["backend"] != "openai":
         return dict(FREE)
     table = cfg["prices"].get(cfg["model"])
     if table is None:
-        return {"prompt": math.nan, "completion": math.nan}
+        return dict(FREE) if is_local_url(cfg["base_url"]) else {"prompt": math.nan, "completion": math.nan}
     discount = cfg["batch_discount"] if cfg["batch"] else 1.0
     return {"prompt": table["prompt"] * discount, "completion": table["completion"] * discount}
 
@@ -116,8 +136,8 @@ def plan(cfg: dict, sample_generation: list[dict], sample_instruction_words: flo
                       "completion_tokens_max": resp_requests * resp["decoding"]["max_tokens"]},
     }
     for s in stages.values():
-        s["usd"] = round(dollars(s["prompt_tokens"], s["completion_tokens"], usd_per_m), 4)
-        s["usd_max"] = round(dollars(s["prompt_tokens"], s["completion_tokens_max"], usd_per_m), 4)
+        s["usd"] = round(dollars(s["prompt_tokens"], s["completion_tokens"], usd_per_m), 6)
+        s["usd_max"] = round(dollars(s["prompt_tokens"], s["completion_tokens_max"], usd_per_m), 6)
     total = {k: sum(s[k] for s in stages.values())
              for k in ("requests", "prompt_tokens", "completion_tokens", "completion_tokens_max", "usd", "usd_max")}
     estimate = {
@@ -193,7 +213,7 @@ def _seed_counts(specs: list[dict], use: str) -> tuple[int, float | None, list[s
     from herd import sources
 
     rows, words, counted_words, uncounted = 0, 0, 0, []
-    for spec in specs:
+    for index, spec in enumerate(specs):
         if spec["use"] != use:
             continue
         if spec["format"] == "hf" and not sources.is_local(spec):
@@ -202,7 +222,7 @@ def _seed_counts(specs: list[dict], use: str) -> tuple[int, float | None, list[s
             else:
                 uncounted.append(spec["source"])
             continue
-        seeds = sources.load_spec(spec)
+        seeds = sources.load_spec(spec, index)
         rows += len(seeds)
         words += sum(len(f"{s.instruction} {s.input}".split()) for s in seeds)
         counted_words += len(seeds)
@@ -220,8 +240,7 @@ def plan_from_config(config: dict) -> dict:
 
     specs = config["seed_tasks"]
     remote_words = config["plan"].get("remote_seed_words", 40)
-    local = [s for s in specs if s["use"] == "examples" and sources.is_local(s)]
-    seeds = sources.load_seed_tasks(local)
+    seeds = sources.load_seed_tasks(specs, local_only=True)
     ins = config["instructions"]
     if seeds:
         shown = rng_for(config["seed"], "plan").sample(seeds, min(ins["examples_per_prompt"], len(seeds)))
@@ -269,17 +288,38 @@ def check_budget(estimate: dict) -> None:
     budget = estimate["max_budget_usd"]
     usd = estimate["total"]["usd"]
     if math.isnan(usd):
+        model = estimate["teacher"]["model"]
         raise ValueError(
-            f"teacher.prices has no entry for model {estimate['teacher']['model']!r}: "
-            "add its USD per million prompt/completion tokens before a paid run")
+            f"teacher.prices has no entry for model {model!r}, so the cost of this run is unknown. Add its "
+            "list price in USD per million tokens to the config, e.g.\n"
+            f"  teacher:\n    prices:\n      {model}: {{prompt: 0.5, completion: 1.5}}\n"
+            "(prompt: 0 and completion: 0 for a free server; a base_url on localhost is free already)")
     if budget is not None and usd > budget:
+        shown_usd, shown_budget = usd_pair(usd, budget)
         raise ValueError(
-            f"estimated teacher cost ${usd:,.2f} exceeds teacher.max_budget_usd ${budget:,.2f}; "
+            f"estimated teacher cost ${shown_usd} exceeds teacher.max_budget_usd ${shown_budget}; "
             "raise the budget or shrink the run (plan above; `snakemake results/plan/plan.txt` writes it)")
 
 
+def usd_text(x: float, decimals: int = 2) -> str:
+    """Dollars with at least `decimals` decimals and, below one dollar, two significant digits:
+    0.0012 is $0.0012, not $0.00."""
+    if 0 < abs(x) < 1:
+        decimals = max(decimals, 1 - math.floor(math.log10(abs(x))))
+    return f"{x:,.{decimals}f}"
+
+
+def usd_pair(a: float, b: float) -> tuple[str, str]:
+    """`a` and `b` as dollars with enough decimals that two different amounts read differently."""
+    for decimals in range(2, 13):
+        shown = usd_text(a, decimals), usd_text(b, decimals)
+        if a == b or shown[0] != shown[1]:
+            return shown
+    return shown
+
+
 def _usd(x: float) -> str:
-    return f"{x:,.2f}" if x >= 1 else f"{x:.4f}"
+    return usd_text(x) if x >= 1 or x == 0 or math.isnan(x) else usd_text(x, 4)
 
 
 def _count(x: float) -> str:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from lm_eval.api.model import TemplateLM
 from tqdm import tqdm
 
-from herd import benchmarks
+from herd import benchmarks, native
 from herd.io import dir_size_mb
 
 log = logging.getLogger(__name__)
@@ -206,6 +206,9 @@ def load_variant(variant: str, path: Path, threads: int = NUM_THREADS):
     else:
         import onnxruntime
         from optimum.onnxruntime import ORTModelForCausalLM, ORTModelForSeq2SeqLM
+
+        if variant == "onnx-int8":  # a child process first: its int8 kernels may crash this host
+            native.require_onnxruntime_int8()
 
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from herd import native
 from herd.io import atomic_dir, dir_size_mb, write_json
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ def measure_parity(model_dir: Path, onnx_dir: Path, int8_dir: Path, seq2seq: boo
     del reference
 
     fp32 = _compare(expected, _ort_logits(onnx_dir, seq2seq, batches))
+    native.require_onnxruntime_int8()  # a child process first: its int8 kernels may crash this host
     int8 = _compare(expected, _ort_logits(int8_dir, seq2seq, batches))
     return {
         "model": str(model_dir),

@@ -11,6 +11,19 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it: set, then put it back
+    os.umask(mask)
+    return mask
+
+
+def _share(path: Path, mode: int) -> None:
+    """Give a temporary file or folder the mode a plain open()/mkdir() would have: mkstemp and
+    mkdtemp make them private (0600/0700) whatever the umask, and a team sharing a results
+    folder could not read them."""
+    os.chmod(path, mode & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it onto `path` on success."""
@@ -19,6 +32,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    _share(tmp, 0o666)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -32,6 +46,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _share(tmp, 0o777)
     try:
         yield tmp
         if path.exists():

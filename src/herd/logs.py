@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import sys
@@ -16,6 +17,9 @@ def to_file(path: str, append: bool = False) -> None:
         open(path, "w").close()  # a fresh file; then every writer appends, so none overwrites another
     stream = open(path, "a", buffering=1, encoding="utf-8")
     sys.stderr = stream
+    # a native library that dies of a signal (SIGILL, SIGSEGV) leaves the Python stack it died
+    # in, which the workflow's error handler reads to say what to try (herd.native.crash_advice)
+    faulthandler.enable(file=stream, all_threads=False)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

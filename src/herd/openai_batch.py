@@ -39,8 +39,17 @@ State file (JSON; request keys and server ids only, never a prompt or the key)::
                    "requests": 3, "answered": 3, "failed": 0, "finished_at": "...Z"}]}
 
 HTTP failures on these endpoints are retried as in OpenAITeacher (408, 429,
-5xx, timeouts and connection errors, with backoff or after Retry-After); a step
-that still fails raises `BatchError`, and the rerun resumes from the state.
+5xx, timeouts and connection errors, with backoff or after Retry-After, each
+retry logged, within `request_deadline_s` per call); a step that still fails
+raises `BatchError`, and the rerun resumes from the state.
+
+Jobs sharing the cache: new requests are leased (herd.teacher) before they are
+uploaded, so two jobs never submit the same request. Once a batch exists its
+requests' leases pass to the batch (holder ``batch:<id>``) for the completion
+window plus an hour, since the batch runs on the server whether or not the job
+that made it is alive; collecting the batch ends them. Requests leased by
+another job are waited for (``wait=True``) or reported as pending
+(``wait=False``, `HeldElsewhere`).
 """
 
 from __future__ import annotations
@@ -57,8 +66,13 @@ import httpx
 from tqdm import tqdm
 
 from herd.io import read_json, write_json
-from herd.openai_teacher import ERROR_BODY_CHARS, OpenAITeacher, _Failure
-from herd.teacher import Answer, Request, ResponseCache, request_key
+from herd.openai_teacher import (
+    DEFAULT_DEADLINE_S,
+    ERROR_BODY_CHARS,
+    OpenAITeacher,
+    _Failure,
+)
+from herd.teacher import LEASE_S, Answer, Request, ResponseCache, request_key
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +85,7 @@ STATE_VERSION = 1
 RECENT_BATCHES = 100                     # how many recent batches to search for one made from a file
 DEFAULT_POLL_INTERVAL_S = 60.0
 INPUT_FILENAME = "herd-batch.jsonl"
+BATCH_LEASE_S = 25 * 3600.0              # a batch's requests stay leased for its 24 h window and an hour
 
 
 class BatchError(RuntimeError):
@@ -85,6 +100,16 @@ class BatchesPending(RuntimeError):
         listed = ", ".join(f"{batch_id} ({status})" for batch_id, status in running.items())
         super().__init__(f"{len(running)} OpenAI batch(es) still running: {listed}; "
                          f"they are recorded in {state_path}: rerun to collect")
+
+
+class HeldElsewhere(BatchesPending):
+    """Requests are being answered by another job (``wait=False``); rerun to take their answers."""
+
+    def __init__(self, count: int, holders: list[str]):
+        self.running = {}
+        self.holders = holders
+        RuntimeError.__init__(self, f"{count} requests are being answered by another job sharing the "
+                                    f"cache (holder {', '.join(holders)}): rerun to take their answers")
 
 
 def split_lines(lines: list[tuple[str, bytes]], max_requests: int, max_bytes: int) -> list[list[tuple[str, bytes]]]:
@@ -125,16 +150,19 @@ class OpenAIBatchTeacher(OpenAITeacher):
                  wait: bool = True, max_requests_per_file: int = MAX_REQUESTS_PER_FILE,
                  max_bytes_per_file: int = MAX_BYTES_PER_FILE, model_id: str | None = None,
                  timeout_s: float = 300.0, max_retries: int = 6,
-                 backoff_base_s: float = 1.0, backoff_max_s: float = 60.0):
+                 backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
+                 request_deadline_s: float = DEFAULT_DEADLINE_S, lease_s: float = LEASE_S):
         """`state_path`: one JSON file per caller (e.g. per stage and shard), kept beside the cache.
 
         `wait=False` polls once and raises BatchesPending while batches run.
-        `timeout_s` bounds one HTTP attempt (uploads and downloads included).
+        `timeout_s` bounds one HTTP attempt (uploads and downloads included);
+        `request_deadline_s` one call's attempts and the waits between them.
         """
         if max_requests_per_file < 1 or max_bytes_per_file < 1 or poll_interval_s < 0:
             raise ValueError("max_requests_per_file and max_bytes_per_file must be >= 1, poll_interval_s >= 0")
         super().__init__(base_url, model, api_key, cache, timeout_s=timeout_s, max_retries=max_retries,
-                         backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s, model_id=model_id)
+                         backoff_base_s=backoff_base_s, backoff_max_s=backoff_max_s,
+                         request_deadline_s=request_deadline_s, lease_s=lease_s, model_id=model_id)
         self.base_url = base_url.rstrip("/")
         self.state_path = Path(state_path)
         self.poll_interval_s = poll_interval_s
@@ -175,12 +203,30 @@ class OpenAIBatchTeacher(OpenAITeacher):
         if mine:
             log.info("%d requests are in %d batches submitted earlier: following those, not resending",
                      len(running & todo.keys()), len(mine))
-        new = [(k, self._line(k, req)) for k, req in todo.items() if k not in running]
-        for part in split_lines(new, self.max_requests_per_file, self.max_bytes_per_file):
-            entry = await self._upload(client, state, part)
-            await self._create_batch(client, state, entry)
-            mine.append(entry)
-        await self._follow(client, state, mine, results, desc)
+        keys = [k for k in todo if k not in running]
+        answers: list[Answer | None] = [None] * len(keys)
+        with self._leasing():
+            now, others = self._claim(keys, answers, list(range(len(keys))))
+            while True:
+                new = [(keys[i], self._line(keys[i], todo[keys[i]])) for i in now]
+                for part in split_lines(new, self.max_requests_per_file, self.max_bytes_per_file):
+                    entry = await self._upload(client, state, part)
+                    await self._create_batch(client, state, entry)
+                    mine.append(entry)
+                if mine:
+                    await self._follow(client, state, mine, results, desc)
+                mine, now = [], []
+                while others.wait and not now:
+                    if not self.wait:
+                        leases = [self.cache.lease(keys[i]) for i in others.wait]
+                        raise HeldElsewhere(len(others.wait), sorted({lease[0] for lease in leases if lease}))
+                    await asyncio.sleep(others.interval)
+                    now = others.poll()
+                if not now:
+                    break
+        for key, ans in zip(keys, answers):
+            if ans is not None and key not in results:  # answered by another job
+                results[key] = ans
 
     def _line(self, key: str, req: Request) -> bytes:
         line = {"custom_id": key, "method": "POST", "url": BATCH_ENDPOINT, "body": self._body(req)}
@@ -219,6 +265,8 @@ class OpenAIBatchTeacher(OpenAITeacher):
             log.info("created %s from %s (%d requests)", batch["id"], file_id, entry["requests"])
         entry.update(status="submitted", batch_id=batch["id"], submitted_at=_now())
         self._save_state(state)
+        # the batch runs on the server whether or not this job lives: it holds the leases now
+        self.cache.lease_to(entry["keys"], f"batch:{batch['id']}", BATCH_LEASE_S)
 
     async def _find_batch(self, client: httpx.AsyncClient, file_id: str) -> dict | None:
         """A recent batch made from `file_id`, or None (also when the server cannot list batches)."""
@@ -278,8 +326,8 @@ class OpenAIBatchTeacher(OpenAITeacher):
                     log.warning("%s: ignoring a result for an unknown custom_id %r", file_id, key)
                     continue
                 ans = self._parse_result(line, batch["id"])
-                if ans.ok:
-                    self.cache.put(key, ans)  # at once: a kill from here on loses nothing
+                if ans.ok:  # at once: a kill from here on loses nothing
+                    self.cache.put(key, ans, holder=f"batch:{batch['id']}")
                 if key not in got or not got[key].ok:
                     got[key] = ans
         missing = f"batch {batch['id']} ended {batch['status']!r} without a result for this request"
@@ -337,6 +385,7 @@ class OpenAIBatchTeacher(OpenAITeacher):
         """Move a collected batch from pending to finished: its uncached requests are free again."""
         answered = sum(results[k].ok for k in entry["keys"])
         state["pending"].remove(entry)
+        self.cache.release(f"batch:{batch['id']}")  # its failed requests are free to be sent again
         state["finished"].append({"batch_id": batch["id"], "file_id": entry["file_id"],
                                   "status": batch["status"], "requests": entry["requests"],
                                   "answered": answered, "failed": entry["requests"] - answered,
@@ -353,27 +402,35 @@ class OpenAIBatchTeacher(OpenAITeacher):
         """One Batch API call, retried like a chat request; raises BatchError when it cannot succeed."""
         parse = parse or (lambda resp: _json(resp, *required))
         failure: _Failure | None = None
+        deadline = time.monotonic() + self.request_deadline_s
         for attempt in range(self.max_retries + 1):
-            if failure is not None:
-                self.stats["retries"] += 1
-                log.info("%s: attempt %d of %d failed, retrying: %s", what, attempt, self.max_retries + 1, failure)
-                await asyncio.sleep(failure.wait_s if failure.wait_s is not None else self._backoff_s(attempt))
+            timeout_s = min(self.timeout_s, deadline - time.monotonic())
             try:
-                resp = await asyncio.wait_for(send(), self.timeout_s)
+                resp = await asyncio.wait_for(send(), timeout_s)
                 if not resp.is_success:
                     raise self._http_failure(resp)
                 return parse(resp)
             except _Failure as exc:
                 failure = exc
             except (asyncio.TimeoutError, httpx.TimeoutException):
-                failure = _Failure("timeout", f"no answer within {self.timeout_s:g} s", retry=True)
+                failure = _Failure("timeout", f"no answer within {timeout_s:.3g} s", retry=True)
             except httpx.RequestError as exc:
                 failure = _Failure("connection", self._redact(f"{type(exc).__name__}: {exc}"), retry=True)
             except (ValueError, KeyError, TypeError) as exc:
                 failure = _Failure("bad_response", self._redact(
                     f"malformed JSON body ({type(exc).__name__}: {exc})"), retry=True)
-            if not failure.retry:
+            if not failure.retry or attempt == self.max_retries:
                 break
+            wait = failure.wait_s if failure.wait_s is not None else self._backoff_s(attempt + 1)
+            if wait >= (left := deadline - time.monotonic()):
+                raise BatchError(f"{what}: no answer within teacher.request_deadline_s="
+                                 f"{self.request_deadline_s:g} s ({attempt + 1} attempts; the last "
+                                 f"failed with {failure})")
+            self.stats["retries"] += 1
+            log.warning("%s: attempt %d of %d failed (%s); retrying in %.2f s (%.1f s left of "
+                        "teacher.request_deadline_s=%g)", what, attempt + 1, self.max_retries + 1,
+                        failure, wait, left, self.request_deadline_s)
+            await asyncio.sleep(wait)
         gave_up = f" (gave up after {attempt + 1} attempts)" if failure.retry else ""
         raise BatchError(f"{what}: {failure}{gave_up}")
 

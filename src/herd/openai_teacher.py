@@ -18,9 +18,19 @@ API root including its version, e.g. ``https://api.openai.com/v1`` or
 - Failures: 408, 429, 5xx, timeouts, connection errors and malformed or
   truncated JSON bodies are retried with exponential backoff and full jitter
   (or after Retry-After when the server sends it), at most `max_retries`
-  times; then the request's Answer has ``text=None`` and
-  ``error="<kind>: <detail>"``. Other 4xx fail at once (401: the API key is
-  missing or wrong).
+  times, each retry logged at WARNING with its cause and wait; then the
+  request's Answer has ``text=None`` and ``error="<kind>: <detail>"``. Other
+  4xx fail at once (401: the API key is missing or wrong).
+- Deadline: `request_deadline_s` (teacher.request_deadline_s) bounds one
+  request over all its attempts and backoff waits, counted from its first
+  send (not from its wait for a free slot). `timeout_s` bounds one attempt
+  and stays long, since long generations are legitimate; the deadline is what
+  keeps a server that accepts connections and never answers from holding a
+  job for `timeout_s` x attempts. A request that hits it fails with kind
+  ``deadline``.
+- Several jobs sharing the cache never send the same request at once (the
+  cache leases of herd.teacher): a request another job is sending is waited
+  for, and taken over if that job dies.
 - Secrets: the API key is sent only in the Authorization header; it is
   removed from every error text, log line and ledger event, and is never
   part of the cache key or the cached answer.
@@ -34,12 +44,12 @@ import random
 import re
 import time
 from email.utils import parsedate_to_datetime
-from typing import Callable
+from collections.abc import Callable
 
 import httpx
 from tqdm import tqdm
 
-from herd.teacher import Answer, Request, ResponseCache, Teacher
+from herd.teacher import LEASE_S, Answer, Request, ResponseCache, Teacher
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +57,7 @@ CHAT_PATH = "/chat/completions"
 CHARS_PER_TOKEN = 4          # rough prompt size for the tokens/minute budget
 BURST_S = 1.0                # a bucket may run this many seconds of its rate ahead
 MAX_WAIT_S = 300.0           # cap on one Retry-After or rate-limit reset wait
+DEFAULT_DEADLINE_S = 900.0   # teacher.request_deadline_s: 3 attempts that run the full default timeout_s
 ERROR_BODY_CHARS = 300       # how much of a server's error message goes into Answer.error
 REDACTED = "[REDACTED]"
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -166,17 +177,20 @@ class OpenAITeacher(Teacher):
                  max_in_flight: int = 8, requests_per_minute: float | None = None,
                  tokens_per_minute: float | None = None, timeout_s: float = 300.0,
                  max_retries: int = 6, backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
+                 request_deadline_s: float = DEFAULT_DEADLINE_S, lease_s: float = LEASE_S,
                  ledger: Callable[[dict], None] | None = None, model_id: str | None = None):
         """`api_key` comes from the caller's environment (None for local servers).
 
         `model` is sent to the server; `model_id` (default: `model`) is the cache identity.
-        `timeout_s` bounds one attempt; `max_retries` counts attempts after the first.
+        `timeout_s` bounds one attempt; `max_retries` counts attempts after the first;
+        `request_deadline_s` bounds all attempts of one request and the waits between them.
+        `lease_s`: how long this teacher's cache leases outlive it if it is killed.
         `ledger`, when given, is called with one dict per HTTP attempt (request key,
         attempt, outcome, seconds, tokens): no prompt, no key.
         """
-        if max_in_flight < 1 or max_retries < 0:
-            raise ValueError("max_in_flight must be >= 1 and max_retries >= 0")
-        super().__init__(model_id or model, cache)
+        if max_in_flight < 1 or max_retries < 0 or request_deadline_s <= 0:
+            raise ValueError("max_in_flight must be >= 1, max_retries >= 0 and request_deadline_s > 0")
+        super().__init__(model_id or model, cache, lease_s=lease_s)
         self.url = base_url.rstrip("/") + CHAT_PATH
         self.model = model
         self._api_key = api_key or None
@@ -184,6 +198,7 @@ class OpenAITeacher(Teacher):
         self.limiter = RateLimiter(requests_per_minute, tokens_per_minute)
         self.timeout_s = timeout_s
         self.max_retries = max_retries
+        self.request_deadline_s = request_deadline_s
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.ledger = ledger
@@ -200,7 +215,8 @@ class OpenAITeacher(Teacher):
         return asyncio.run(self.answer_async(requests, desc))
 
     async def answer_async(self, requests: list[Request], desc: str = "teacher") -> list[Answer]:
-        """Cached answers first, then the rest concurrently; results in the order of `requests`."""
+        """Cached answers first, then the rest concurrently; results in the order of `requests`.
+        Requests another job is sending (it holds their cache lease) are waited for."""
         start = time.perf_counter()
         keys, answers = self._lookup(requests)
         todo = [i for i, a in enumerate(answers) if a is None]
@@ -209,16 +225,25 @@ class OpenAITeacher(Teacher):
 
         async def one(i: int, client: httpx.AsyncClient, slots: asyncio.Semaphore) -> None:
             ans = await self._answer_one(client, slots, requests[i], keys[i])
-            if ans.ok:
-                self.cache.put(keys[i], ans)  # at once: a killed job keeps every answer it got
+            self._store(keys[i], ans)  # at once: a killed job keeps every answer it got
             answers[i] = ans
             bar.update()
 
         try:
             if todo:
                 slots = asyncio.Semaphore(self.max_in_flight)
-                async with self._client() as client:
-                    await asyncio.gather(*(one(i, client, slots) for i in todo))
+                with self._leasing():
+                    now, others = self._claim(keys, answers, todo)
+                    async with self._client() as client:
+                        while now or others.wait:
+                            if now:
+                                await asyncio.gather(*(one(i, client, slots) for i in now))
+                            now = []
+                            while others.wait and not now:
+                                bar.update(sum(a is not None for a in answers) - bar.n)
+                                await asyncio.sleep(others.interval)
+                                now = others.poll()
+                bar.update(len(requests) - bar.n)
         finally:
             bar.close()
         self._count(answers, time.perf_counter() - start)
@@ -241,19 +266,28 @@ class OpenAITeacher(Teacher):
 
     async def _answer_one(self, client: httpx.AsyncClient, slots: asyncio.Semaphore,
                           req: Request, key: str) -> Answer:
-        """Send one request, retrying what may pass next time; never raises for a failed request."""
+        """Send one request, retrying what may pass next time within the deadline; never raises
+        for a failed request."""
         body, cost = self._body(req), estimate_tokens(req)
         failure: _Failure | None = None
+        deadline: float | None = None
+        out_of_time = False
+        wait, sent = 0.0, 0
         for attempt in range(self.max_retries + 1):
             if failure is not None:
                 self.stats["retries"] += 1
-                wait = failure.wait_s if failure.wait_s is not None else self._backoff_s(attempt)
                 await asyncio.sleep(wait)
             async with slots:  # not held while backing off, so others go meanwhile
+                if deadline is None:  # from the first send: queueing for a slot is not this request's time
+                    deadline = time.monotonic() + self.request_deadline_s
                 await self.limiter.acquire(cost)
                 t0 = time.perf_counter()
+                if (left := deadline - time.monotonic()) <= 0:
+                    out_of_time = True
+                    break
+                sent += 1
                 try:
-                    ans = await self._post(client, body, cost)
+                    ans = await self._post(client, body, cost, min(self.timeout_s, left))
                 except _Failure as exc:
                     failure = exc
                 except Exception as exc:  # unforeseen: fail this request, not the batch
@@ -266,20 +300,33 @@ class OpenAITeacher(Teacher):
                 break
             if failure.kind == "rate_limited" and failure.wait_s:
                 self.limiter.pause(failure.wait_s)  # the whole account is over its limit
-            if attempt < self.max_retries:
-                log.info("attempt %d of %d failed, retrying: %s", attempt + 1, self.max_retries + 1, failure)
-        detail = failure.detail
-        if failure.retry:
-            detail += f" (gave up after {self.max_retries + 1} attempts)"
-        log.warning("teacher request failed: %s: %s", failure.kind, detail)
-        return Answer(text=None, error=f"{failure.kind}: {detail}")
+            wait = failure.wait_s if failure.wait_s is not None else self._backoff_s(attempt + 1)
+            left = deadline - time.monotonic()
+            if left <= 0 or attempt < self.max_retries and wait >= left:
+                out_of_time = True  # no attempt could finish in time: fail now, not after the wait
+                break
+            if attempt == self.max_retries:
+                break
+            log.warning("teacher request %s: attempt %d of %d failed (%s); retrying in %.2f s "
+                        "(%.1f s left of teacher.request_deadline_s=%g)", key[:12], attempt + 1,
+                        self.max_retries + 1, failure, wait, left, self.request_deadline_s)
+        if out_of_time:
+            kind = "deadline"
+            detail = (f"no answer within teacher.request_deadline_s={self.request_deadline_s:g} s "
+                      f"({sent} attempts{f'; the last failed with {failure}' if failure else ''})")
+        else:
+            kind, detail = failure.kind, failure.detail
+            if failure.retry:
+                detail += f" (gave up after {self.max_retries + 1} attempts)"
+        log.warning("teacher request %s failed: %s: %s", key[:12], kind, detail)
+        return Answer(text=None, error=f"{kind}: {detail}")
 
-    async def _post(self, client: httpx.AsyncClient, body: dict, cost: int) -> Answer:
+    async def _post(self, client: httpx.AsyncClient, body: dict, cost: int, timeout_s: float) -> Answer:
         """One HTTP attempt; raises _Failure for anything that is not a usable answer."""
         try:
-            resp = await asyncio.wait_for(client.post(self.url, json=body), self.timeout_s)
+            resp = await asyncio.wait_for(client.post(self.url, json=body), timeout_s)
         except (asyncio.TimeoutError, httpx.TimeoutException):
-            raise _Failure("timeout", f"no answer within {self.timeout_s:g} s", retry=True) from None
+            raise _Failure("timeout", f"no answer within {timeout_s:.3g} s", retry=True) from None
         except httpx.RequestError as exc:
             raise _Failure("connection", self._redact(f"{type(exc).__name__}: {exc}"), retry=True) from None
         self.limiter.observe(resp.headers, cost)

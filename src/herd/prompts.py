@@ -119,14 +119,16 @@ def _split_list(fragment: str, rejected: Counter) -> list[str]:
     return items
 
 
-def parse_generation(text: str) -> ParseResult:
+def parse_generation(text: str, finish_reason: str | None = None) -> ParseResult:
     """Split a teacher's answer into candidate instructions.
 
     Tagged answers are read tag by tag; an opening tag never closed (the answer
-    ran out of tokens) is rejected as truncated. An answer without tags falls
-    back to one instruction per numbered or bulleted line, and so does a tag
-    that holds a whole list. Every fragment that is not kept is counted under
-    a reason.
+    ran out of tokens) is rejected as truncated, while closed tags are complete
+    even in an answer that was cut. An answer without tags falls back to one
+    instruction per numbered or bulleted line, and so does a tag that holds a
+    whole list; when an untagged answer was cut (`finish_reason` "length") its
+    last item may stop mid-sentence and is rejected as truncated. Every fragment
+    that is not kept is counted under a reason.
     """
     result = ParseResult()
     if _OPEN.search(text):
@@ -140,6 +142,10 @@ def parse_generation(text: str) -> ParseResult:
         fragments = [ln for ln in lines if _LIST_MARK.match(ln)]
         if len(fragments) < len(lines):
             result.rejected["prose_line"] += len(lines) - len(fragments)
+        if finish_reason == "length" and fragments:
+            # nothing marks where an untagged item ends: the last one of a cut answer may be cut
+            fragments.pop()
+            result.rejected["truncated"] += 1
     seen = set()
     for frag in fragments:
         inst = _clean(frag)
