@@ -15,7 +15,9 @@ def config_file(tmp_path: Path, base_url: str) -> Path:
     cfg.write_text(
         "teacher:\n  backend: openai\n  model: gpt-4o-mini\n"
         f"  base_url: {base_url}\n  api_key_env: HERD_TEST_KEY\n  max_retries: 1\n"
-        "instructions:\n  example_guided: {prompts: 2, shards: 1}\n  topic_guided: {prompts: 2, shards: 1}\n")
+        "instructions:\n  example_guided: {prompts: 2, shards: 1}\n  topic_guided: {prompts: 2, shards: 1}\n"
+        # the fault server's answers hold no instruction: this test is about the key, not the parse
+        "  max_unparsable_fraction: 1.0\n")
     return cfg
 
 
