@@ -5,29 +5,15 @@ import re
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 from fault_server import HANG, FaultServer, requests_for, status
+from fault_server import fault_server as serve  # noqa: F401  (a fixture: starts fault servers)
 
 from herd.config import validate
 from herd.openai_teacher import OpenAITeacher
 from herd.teacher import make_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def serve():
-    """A factory: ``serve(script=...)`` starts a fault server, stopped after the test."""
-    servers = []
-
-    def start(**kwargs) -> FaultServer:
-        servers.append(FaultServer(**kwargs).start())
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def deadline_teacher(server: FaultServer, cache, **kwargs) -> OpenAITeacher:
