@@ -153,3 +153,36 @@ def test_failed_requests_are_counted_then_retried_by_the_next_invocation(tmp_pat
         assert "Nothing to be done" in run("--dry-run")
         assert "Nothing to be done" in run()
         assert server.total == sent
+
+
+@pytest.mark.slow
+def test_failed_generation_prompts_are_retried_by_the_next_invocation(tmp_path):
+    """The instruction shards tolerate failed prompts too (instructions.max_failed_fraction); the
+    shard's stats list them and the next invocation reruns it, sending only those prompts."""
+    project = copy_project(tmp_path)
+    failed: list[str] = []
+
+    def script(n, content):  # the first generation prompt the server sees fails, once
+        if "<example>" in content and not failed:
+            failed.append(content)
+            return status(400)
+        return None
+
+    server = TeacherServer(script=script)
+    with server:
+        cfg = _config(tmp_path, server.base_url)
+        cfg.write_text(cfg.read_text().replace("example_guided: {prompts: 1, shards: 1}",
+                                               "example_guided: {prompts: 2, shards: 1}\n  max_failed_fraction: 0.5"))
+        target = "results/instructions/example/0.jsonl"
+        proc = snakemake(project, target, "--configfile", str(cfg))
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        stats = json.loads((project / "results/instructions/example/0.stats.json").read_text())
+        assert len(stats["failed_requests"]) == 1 and "HTTP 400" in stats["failed_requests"][0]["error"]
+        sent = server.total
+        proc = snakemake(project, target, "--configfile", str(cfg))
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert server.total - sent == 1  # only the failed prompt; the other answer came from the cache
+        stats = json.loads((project / "results/instructions/example/0.stats.json").read_text())
+        assert stats["failed_requests"] == [] and stats["teacher"]["cached"] == 1
+        proc = snakemake(project, target, "--configfile", str(cfg), "--dry-run")
+        assert "Nothing to be done" in proc.stdout + proc.stderr

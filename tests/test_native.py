@@ -113,3 +113,11 @@ def test_a_job_log_that_ends_in_a_fatal_signal_gets_advice(tmp_path, frame, libr
     healthy = tmp_path / "ok.log"
     healthy.write_text("all fine\n")
     assert native.crash_advice([healthy]) == []
+
+
+def test_onnxruntime_int8_kernels_are_tried_in_a_child_first():
+    """The int8 product that onnxruntime sends to AMX where a CPU advertises it runs here, in a
+    child process (export and eval call this before they load an int8 model)."""
+    native.require_onnxruntime_int8()
+    result = native.run_child([sys.executable, "-m", "herd.native", "onnxruntime-int8"])
+    assert result.ok and "probe ok" in result.output
