@@ -110,6 +110,19 @@ def test_a_job_log_that_ends_in_a_fatal_signal_gets_advice(tmp_path, frame, libr
     assert proc.returncode == -4  # SIGILL
     (advice_line,) = native.crash_advice([log, tmp_path / "missing.log"])
     assert str(log) in advice_line and f"{library} died with SIGILL" in advice_line and advice in advice_line
+
+
+def test_advice_for_a_teacher_that_died_on_its_safe_kernels_is_to_rebuild(tmp_path):
+    log = tmp_path / "job.log"
+    report = ("INFO herd.teacher: llama.cpp: {} kernels (teacher.cpu_kernels: auto)\n"
+              "Fatal Python error: Illegal instruction\n\nStack (most recent call first):\n"
+              '  File "/x/herd/llamacpp_parallel.py", line 154 in generate\n')
+    log.write_text(report.format("fast"))
+    (fast,) = native.crash_advice([log])
+    assert "teacher.cpu_kernels: safe" in fast and "pip install --force-reinstall" in fast
+    log.write_text(report.format("safe"))
+    (safe,) = native.crash_advice([log])
+    assert "teacher.cpu_kernels" not in safe and "-DGGML_NATIVE=OFF" in safe
     healthy = tmp_path / "ok.log"
     healthy.write_text("all fine\n")
     assert native.crash_advice([healthy]) == []

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -221,7 +222,7 @@ def llamacpp_kernels(model: str | Path, setting: str, cache_dir: str | Path, thr
         if not safe.signal:
             raise RuntimeError(f"llama.cpp could not load or run {model} (safe kernels): {safe.output[-1500:]}")
         result, first = safe, "safe"
-    raise NativeCrash(crash_message("llama.cpp", result.signal, first))
+    raise NativeCrash(crash_message("llama.cpp", result.signal, first, setting))
 
 
 def _amx_note() -> str:
@@ -229,7 +230,7 @@ def _amx_note() -> str:
             else "")
 
 
-def crash_message(library: str, sig: str | None, kernels: str | None = None) -> str:
+def crash_message(library: str, sig: str | None, kernels: str | None = None, setting: str | None = None) -> str:
     """What happened and what to try, for a native library that died of a signal."""
     cpu, flags = cpu_flags()
     what = (f"{library} died with {sig or 'a fatal signal'} on this host ({cpu or 'unknown CPU'}"
@@ -238,8 +239,9 @@ def crash_message(library: str, sig: str | None, kernels: str | None = None) -> 
         tried = f" with its {kernels} CPU kernels" if kernels else ""
         advice = []
         if kernels != "safe":
-            advice.append("set teacher.cpu_kernels: auto or safe, which keeps llama.cpp off its AMX and "
-                          "weight-repacking kernels where they crash")
+            choice = "auto or safe" if setting == "fast" else "safe"
+            advice.append(f"set teacher.cpu_kernels: {choice}, which keeps llama.cpp off its AMX and "
+                          "weight-repacking kernels")
         advice.append("the installed llama-cpp-python was compiled for another CPU (pip caches a wheel built "
                       "with -march=native and reuses it on other hosts); rebuild it on this host without "
                       f"native flags: {REBUILD}")
@@ -258,6 +260,7 @@ def crash_message(library: str, sig: str | None, kernels: str | None = None) -> 
 # Python frames that tell which library a crash came from, as faulthandler prints them
 _LIBRARY_FRAMES = (("llama_cpp", "llama.cpp"), ("llamacpp_parallel", "llama.cpp"), ("native.py", "llama.cpp"),
                    ("onnxruntime", "onnxruntime"), ("torch", "PyTorch"))
+_KERNELS_LOGGED = re.compile(r"llama\.cpp: (fast|safe) kernels")
 _FATAL = {"Illegal instruction": "SIGILL", "Segmentation fault": "SIGSEGV", "Bus error": "SIGBUS",
           "Floating-point exception": "SIGFPE", "Aborted": "SIGABRT"}
 
@@ -276,7 +279,8 @@ def crash_advice(log_paths) -> list[str]:
         report = text[marker:]
         sig = next((s for name, s in _FATAL.items() if report.startswith(f"Fatal Python error: {name}")), None)
         library = next((lib for frame, lib in _LIBRARY_FRAMES if frame in report), "native code")
-        out.append(f"{path}: {crash_message(library, sig)}")
+        used = _KERNELS_LOGGED.findall(text)  # the teacher logs the kernels it loaded
+        out.append(f"{path}: {crash_message(library, sig, used[-1] if used else None)}")
     return out
 
 
