@@ -5,6 +5,7 @@ from herd.sources import is_local
 from herd.teacher import RUN_ONLY_KEYS
 
 VARIANT_DIRS = {
+    "base": "results/student_base/{student}",  # the checkpoint before fine-tuning
     "pytorch": "results/students/{student}/model",
     "onnx": "results/export/{student}/onnx",
     "onnx-int8": "results/export/{student}/onnx-int8",

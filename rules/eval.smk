@@ -6,7 +6,8 @@ rule eval:
         model=variant_dir,
         validation="results/dataset/validation.jsonl",
     output:
-        "results/eval/{student}/{variant}.csv",
+        rows="results/eval/{student}/{variant}.csv",
+        item_scores="results/eval/{student}/{variant}.items.jsonl",
     log:
         "logs/eval/{student}/{variant}.log",
     benchmark:
@@ -28,14 +29,23 @@ rule eval_table:
     input:
         rows=expand("results/eval/{student}/{variant}.csv",
                     student=student_names(), variant=config["eval"]["variants"]),
+        item_scores=expand("results/eval/{student}/{variant}.items.jsonl",
+                     student=student_names(), variant=config["eval"]["variants"]),
+        models=expand("results/students/{student}/model", student=student_names()),
         # results/eval.csv stands for the whole run: the data report is built with it
         diversity="results/diversity/summary.json",
         card="results/dataset/README.md",
         parity=expand("results/export/{student}/parity.json", student=student_names()),
     output:
-        "results/eval.csv",
+        table="results/eval.csv",
+        summary="results/eval_summary.csv",
+        summary_md="results/eval_summary.md",
     log:
         "logs/eval_table/eval_table.log",
+    params:
+        seed=config["seed"],
+        students=student_names(),
+        code=code_version("eval_summary"),
     conda:
         "../envs/herd.yaml"
     script:

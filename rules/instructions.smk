@@ -22,7 +22,7 @@ rule instructions:
         cfg=instruction_params,
         seed_tasks=config["seed_tasks"],
         teacher=teacher_params(),
-        # changes while the shard's last run left failed requests: each invocation retries them
+        # changes while the shard's last run left failed requests (herd.retry): each invocation retries them
         retry=lambda wc: retry_param(f"results/instructions/{wc.kind}/{wc.shard}.stats.json"),
         code=code_version("instructions", "prompts", "teacher", "sources", "llamacpp_parallel", "native", "rng"),
     conda:

@@ -18,7 +18,7 @@ rule responses:
     params:
         cfg=config["responses"],
         teacher=teacher_params(),
-        # changes while the shard's last run left failed requests: each invocation retries them
+        # changes while the shard's last run left failed requests (herd.retry): each invocation retries them
         retry=lambda wc: retry_param(f"results/responses/{wc.shard}.stats.json"),
         code=code_version("responses", "prompts", "teacher", "llamacpp_parallel", "native", "rng"),
     conda:

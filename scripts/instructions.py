@@ -1,5 +1,5 @@
 """Generate one shard of instructions with the teacher."""
-from herd import cost, instructions, io, logs, sources
+from herd import cost, instructions, io, logs, retry, sources
 from herd.teacher import job_config, make_teacher
 
 logs.to_file(snakemake.log[0])
@@ -14,7 +14,8 @@ teacher = make_teacher(teacher_cfg, io.read_json(snakemake.input.manifest), snak
 records, stats, ledger = instructions.generate_shard(
     snakemake.wildcards.kind, seeds, topics, params.cfg, params.teacher["seed"],
     int(snakemake.wildcards.shard), teacher, cost.price(params.teacher["teacher"]))
+# first: a job killed after its outputs are written must still leave what the next run retries
+retry.record(snakemake.output.stats, stats["failed_requests"], params.retry)  # the next invocation retries what failed
 io.write_jsonl(snakemake.output.ledger, ledger)
 io.write_jsonl(snakemake.output.records, records)
-stats["rerun_token"] = params.retry  # what the next invocation's retry token starts from
 io.write_json(snakemake.output.stats, stats)

@@ -1,5 +1,5 @@
 """Answer one shard of the kept instructions with the teacher."""
-from herd import cost, io, logs, responses
+from herd import cost, io, logs, responses, retry
 from herd.teacher import job_config, make_teacher
 
 logs.to_file(snakemake.log[0])
@@ -12,8 +12,9 @@ teacher = make_teacher(teacher_cfg, io.read_json(snakemake.input.manifest), snak
                        job=f"responses-{snakemake.wildcards.shard}")
 rows, failed, stats, ledger = responses.answer_shard(
     records, params.cfg, params.teacher["seed"], teacher, cost.price(params.teacher["teacher"]))
+# first: a job killed after its outputs are written must still leave what the next run retries
+retry.record(snakemake.output.stats, failed, params.retry)  # the next invocation retries what failed
 io.write_jsonl(snakemake.output.ledger, ledger)
 stats["failed_requests"] = failed
-stats["rerun_token"] = params.retry  # what the next invocation's retry token starts from
 io.write_jsonl(snakemake.output.records, rows)
 io.write_json(snakemake.output.stats, stats)

@@ -183,3 +183,20 @@ def test_generation_losses_reach_the_card():
     text = dataset.card(kept, kept, report, SETTINGS, FILTER_STATS, entries)
     assert "2 answers were stopped at max_tokens and lost 2 cut-off instructions" in text
     assert "1 prompts failed" in text
+
+
+def test_request_seeds_do_not_move_when_seed_entries_are_added(seed_cfg, tmp_path):
+    """Row ids name their seed_tasks entry; the teacher is asked under an id without it, so adding
+    an entry above a re-answered file keeps every request's seed and cache key: nothing is paid twice."""
+    from herd.responses import build_requests
+    from herd.teacher import request_key
+
+    before = seed_rows(seed_cfg, "reanswer")
+    extra = validate({"seed_tasks": [{"path": _alpaca(tmp_path / "x.json", 2, "X"), "format": "alpaca",
+                                      "use": "reanswer", "licence": "MIT"}]})["seed_tasks"]
+    after = [r for r in seed_rows(extra + seed_cfg, "reanswer") if r["instruction"].startswith("NC")]
+    assert [r["id"] for r in before] != [r["id"] for r in after]  # the entry moved from 1 to 2
+    assert [r["request_id"] for r in before] == [r["request_id"] for r in after]
+    cfg = validate({})["responses"]
+    keys = [[request_key("openai", "m", q) for q in build_requests(rows, cfg, seed=0)] for rows in (before, after)]
+    assert keys[0] == keys[1]

@@ -169,8 +169,16 @@ def test_only_multiple_choice_is_supported(models):
 @pytest.mark.parametrize("family", ["gpt2", "t5"])
 def test_run_benchmarks_on_local_data(models, family, tmp_path):
     model, tokenizer = evaluation.load_variant("pytorch", models[family])
-    rows = evaluation.run_benchmarks(model, tokenizer, ["arc_easy", "boolq", "piqa"], ROOT, tmp_path, limit=5, seed=0)
+    items = []
+    rows = evaluation.run_benchmarks(model, tokenizer, ["arc_easy", "boolq", "piqa"], ROOT, tmp_path, limit=5, seed=0,
+                                     items=items)
     by_key = {(r["task"], r["metric"]): r for r in rows}
+    # every item's score is kept, for paired comparisons: their mean is the row's value
+    for (task, metric), row in by_key.items():
+        scores = [i["value"] for i in items if i["task"] == task and i["metric"] == metric]
+        assert len(scores) == 5 and set(scores) <= {0.0, 1.0}
+        assert math.isclose(sum(scores) / 5, row["value"])
+    assert len({(i["task"], i["item"], i["metric"]) for i in items}) == len(items)
     assert set(by_key) == {
         ("arc_easy", "acc"), ("arc_easy", "acc_norm"), ("boolq", "acc"), ("piqa", "acc"), ("piqa", "acc_norm"),
     }

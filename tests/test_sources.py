@@ -65,12 +65,14 @@ def test_seed_rows_for_reanswer_and_passthrough(tmp_path):
 
     assert len(load_seed_tasks(cfg["seed_tasks"])) == 48  # only the examples
     assert seed_rows(cfg["seed_tasks"], "reanswer") == [
-        {"id": "seed-alpaca-1-0000000", "instruction": "Add the numbers.\n\n2, 3", "instruction_source": "alpaca"},
-        {"id": "seed-alpaca-1-0000001", "instruction": "Name a planet.", "instruction_source": "alpaca"},
+        {"id": "seed-alpaca-1-0000000", "request_id": "seed-alpaca-0000000", "instruction": "Add the numbers.\n\n2, 3",
+         "instruction_source": "alpaca"},
+        {"id": "seed-alpaca-1-0000001", "request_id": "seed-alpaca-0000001", "instruction": "Name a planet.",
+         "instruction_source": "alpaca"},
     ]
     assert seed_rows(cfg["seed_tasks"], "passthrough") == [
-        {"id": "seed-orig-2-0000000", "instruction": "Add the numbers.\n\n2, 3", "instruction_source": "orig",
-         "response": "5"}]
+        {"id": "seed-orig-2-0000000", "request_id": "seed-orig-0000000", "instruction": "Add the numbers.\n\n2, 3",
+         "instruction_source": "orig", "response": "5"}]
 
 
 # Hugging Face datasets as seed sources (format hf): a local dataset folder goes through the
@@ -99,7 +101,8 @@ def test_hf_local_dataset_folder_with_column_mapping(tmp_path, monkeypatch):
     from herd.sources import seed_rows
 
     assert seed_rows(cfg["seed_tasks"], "reanswer")[1] == {
-        "id": "seed-p3-0-0000001", "instruction": "Question 1: what is 1 + 1?", "instruction_source": "p3"}
+        "id": "seed-p3-0-0000001", "request_id": "seed-p3-0000001", "instruction": "Question 1: what is 1 + 1?",
+        "instruction_source": "p3"}
 
 
 def test_hf_parquet_folder_default_columns_split_and_shuffle(tmp_path, monkeypatch):

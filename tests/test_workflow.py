@@ -21,7 +21,7 @@ def test_eval_table_has_every_student_variant_task_and_metric(tiny_run):
     for col in ["student", "variant", "task", "metric", "value", "n", "model_size_mb", "status"]:
         assert col in table.columns
     assert set(table["student"]) == {"smollm2-135m", "t5-tiny"}
-    assert set(table["variant"]) == {"pytorch", "onnx-int8"}
+    assert set(table["variant"]) == {"base", "pytorch", "onnx-int8"}
     for (student, variant), group in table.groupby(["student", "variant"]):
         acc = group[group["metric"] == "acc"]
         assert set(acc["task"]) == {"arc_easy", "boolq", "piqa"}, (student, variant)
@@ -29,6 +29,22 @@ def test_eval_table_has_every_student_variant_task_and_metric(tiny_run):
         assert (acc["status"] == "ok").all()
         rouge = group[group["task"] == "teacher_rougeL"]
         assert len(rouge) == 1 and 0 <= rouge["value"].iloc[0] <= 1 and rouge["n"].iloc[0] >= 1
+    # base -> distilled -> int8, compared item by item with paired intervals
+    summary = pd.read_csv(tiny_run / "results/eval_summary.csv")
+    assert set(summary["student"]) == {"smollm2-135m", "t5-tiny"}
+    for student, group in summary.groupby("student"):
+        assert set(group["task"]) == {"arc_easy", "boolq", "piqa", "teacher_rougeL", "average"}, student
+        bench = group[group["task"] != "teacher_rougeL"]
+        assert bench[["base", "pytorch", "onnx-int8"]].notna().all().all()
+        assert (bench["distilled_vs_base_lo"] <= bench["distilled_vs_base"]).all()
+        assert (bench["distilled_vs_base"] <= bench["distilled_vs_base_hi"]).all()
+        assert bench["distilled_vs_base_verdict"].isin(["higher", "lower", "no clear difference"]).all()
+        acc = table[(table["student"] == student) & (table["metric"] == "acc") & (table["task"] == "piqa")]
+        piqa = group[group["task"] == "piqa"].iloc[0]
+        for variant in ["base", "pytorch", "onnx-int8"]:
+            assert piqa[variant] == pytest.approx(acc[acc["variant"] == variant]["value"].iloc[0])
+    assert summary["parameters"].gt(0).all()
+    assert "distilled - base" in (tiny_run / "results/eval_summary.md").read_text()
     sizes = table.groupby(["student", "variant"])["model_size_mb"].first()
     for student in ["smollm2-135m", "t5-tiny"]:
         assert sizes[(student, "onnx-int8")] < sizes[(student, "pytorch")]

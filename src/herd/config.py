@@ -29,9 +29,13 @@ SAFE_NAME_RULE = ("letters, digits, '.', '_' and '-', 1 to 64 characters, not st
 # Folders that hold one entry per student (rules/*.smk): a student's name must stay inside each.
 STUDENT_DIRS = tuple(f"{top}/{stage}" for top in ("results", "logs", "benchmarks")
                      for stage in ("student_base", "students", "export", "eval"))
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Prefixes of common API keys and tokens (OpenAI, Hugging Face, GitHub, Slack, AWS, Anthropic).
-KEY_PREFIXES = ("sk-", "sk_", "hf_", "ghp_", "gho_", "github_pat_", "xoxb-", "xoxp-", "AKIA")
+# an environment variable's name as people write them for keys: upper case, digits, underscores
+# (a lower-case value is far more often a pasted key, e.g. 32 hex digits, than a variable)
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+# Prefixes of common API keys and tokens (OpenAI, Hugging Face, GitHub, Slack, AWS, Anthropic,
+# Groq, Fireworks, Replicate, Google).
+KEY_PREFIXES = ("sk-", "sk_", "hf_", "ghp_", "gho_", "github_pat_", "xoxb-", "xoxp-", "AKIA", "gsk_", "fw_",
+                "r8_", "AIza")
 
 
 class ConfigError(ValueError):
@@ -99,8 +103,7 @@ def looks_like_key(value: str) -> bool:
         return True
     # a long token of mixed-case letters and digits without an underscore: variable names are
     # words joined by underscores, keys are random characters
-    return (len(value) >= 32 and "_" not in value and any(c.isdigit() for c in value)
-            and any(c.islower() for c in value) and any(c.isupper() for c in value))
+    return len(value) >= 24 and "_" not in value and any(c.isdigit() for c in value)
 
 
 def _check_api_key_env(config: dict, source: str) -> None:
@@ -116,7 +119,8 @@ def _check_api_key_env(config: dict, source: str) -> None:
     teacher["api_key_env"] = None
     length = f"{len(value)} characters" if isinstance(value, str) else f"a {type(value).__name__}"
     raise ConfigError(
-        f"{source}: teacher.api_key_env must be the NAME of an environment variable (like OPENAI_API_KEY); "
+        f"{source}: teacher.api_key_env must be the NAME of an environment variable, in upper case (like "
+        "OPENAI_API_KEY); "
         f"the value given ({length}, not shown) is no variable name or looks like a key. Put the key in "
         "the environment (export OPENAI_API_KEY=...) and the variable's name here")
 

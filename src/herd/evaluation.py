@@ -35,7 +35,7 @@ from herd.io import dir_size_mb
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("pytorch", "onnx", "onnx-int8")
+VARIANTS = ("base", "pytorch", "onnx", "onnx-int8")  # base: the checkpoint a student started from
 NUM_THREADS = 2
 BATCH_SIZE = 8  # (context, continuation) pairs per forward pass
 GEN_BATCH_SIZE = 8  # prompts per generate() call
@@ -183,7 +183,7 @@ class HerdLM(TemplateLM):
 def load_variant(variant: str, path: Path, threads: int = NUM_THREADS):
     """Load a student as (model, tokenizer) on the CPU with `threads` threads.
 
-    `pytorch`: a Hugging Face checkpoint directory. `onnx` / `onnx-int8`: a
+    `pytorch` (and `base`, the checkpoint before fine-tuning): a Hugging Face checkpoint directory. `onnx` / `onnx-int8`: a
     directory optimum's ORTModelFor{CausalLM,Seq2SeqLM}.from_pretrained reads
     (ONNX files, config.json, tokenizer files). The config's
     `is_encoder_decoder` picks the class.
@@ -198,7 +198,7 @@ def load_variant(variant: str, path: Path, threads: int = NUM_THREADS):
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if variant == "pytorch":
+    if variant in ("base", "pytorch"):
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
         cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
@@ -264,14 +264,15 @@ def _load_task(task: str, root: Path | None, data_dir: Path, limit: int | None, 
 
 
 def run_benchmarks(model, tokenizer, tasks: list[str], root: Path | None, work_dir: Path,
-                   limit: int | None, seed: int) -> list[dict]:
+                   limit: int | None, seed: int, items: list[dict] | None = None) -> list[dict]:
     """Zero-shot lm-eval tasks on one model; rows {task, metric, value, stderr, n, status}.
 
     Converted data goes to `work_dir/data`. Each task gives one row per metric
     in METRICS that lm-eval reports for it (boolq, sst2, rte, wic: acc only),
     or one NaN row whose status starts with "unavailable:" and names the path
-    looked for.
+    looked for. `items`, when given, receives each item's score ({task, item, metric, value}).
     """
+    items = [] if items is None else items
     import lm_eval
     from lm_eval.tasks import TaskManager
 
@@ -295,7 +296,7 @@ def run_benchmarks(model, tokenizer, tasks: list[str], root: Path | None, work_d
             task_manager=manager,
             num_fewshot=0,
             limit=limit,  # local files already hold the seeded subset; this caps Hub datasets
-            log_samples=False,
+            log_samples=True,  # per-item scores: paired comparisons between variants (herd.eval_summary)
             bootstrap_iters=BOOTSTRAP_ITERS,
         )
         log.info("lm-eval on %s took %.1f s", ", ".join(loaded), time.monotonic() - started)
@@ -307,6 +308,9 @@ def run_benchmarks(model, tokenizer, tasks: list[str], root: Path | None, work_d
                 for m in METRICS
                 if f"{m},none" in res
             ]
+            for sample in results.get("samples", {}).get(task, []):
+                items.extend({"task": task, "item": int(sample["doc_id"]), "metric": m, "value": float(sample[m])}
+                             for m in METRICS if m in sample)
     return [row for task in tasks for row in rows[task]]
 
 
@@ -372,7 +376,8 @@ def rouge_vs_teacher(model, tokenizer, records: list[dict], prompt_fn: Callable[
     scores = [rouge_l(a, r["response"]) for a, r in zip(answers, records)]
     stderr = statistics.stdev(scores) / math.sqrt(len(scores)) if len(scores) > 1 else math.nan
     samples = [(r["instruction"], a, r["response"]) for r, a in zip(records[:ROUGE_SAMPLES], answers)]
-    return {"value": statistics.fmean(scores), "stderr": stderr, "n": len(scores), "samples": samples}
+    return {"value": statistics.fmean(scores), "stderr": stderr, "n": len(scores), "samples": samples,
+            "scores": scores}
 
 
 # ---------------------------------------------------------------- one (student, variant)
@@ -381,21 +386,25 @@ def rouge_vs_teacher(model, tokenizer, records: list[dict], prompt_fn: Callable[
 def evaluate_student(student: str, variant: str, model_path: Path, validation_records: list[dict],
                      tasks: list[str], root: Path | None, work_dir: Path, limit: int | None, seed: int,
                      max_new_tokens: int, prompt_fn: Callable[[str], str],
-                     threads: int = NUM_THREADS) -> list[dict]:
+                     threads: int = NUM_THREADS, items: list[dict] | None = None) -> list[dict]:
     """All evaluation rows of one student variant, with the columns in COLUMNS.
 
     Benchmark rows come from `run_benchmarks`; one more row (task
-    "teacher_rougeL", metric "rougeL_f1") scores the held-out records.
+    "teacher_rougeL", metric "rougeL_f1") scores the held-out records. `items`, when
+    given, receives every item's score, for paired comparisons between variants.
     """
+    items = [] if items is None else items
     started = time.monotonic()
     model, tokenizer = load_variant(variant, model_path, threads=threads)
     size_mb = dir_size_mb(model_path)
-    rows = run_benchmarks(model, tokenizer, tasks, root, Path(work_dir), limit, seed)
+    rows = run_benchmarks(model, tokenizer, tasks, root, Path(work_dir), limit, seed, items)
     if validation_records:
         rouge = rouge_vs_teacher(model, tokenizer, validation_records, prompt_fn, max_new_tokens)
         for instruction, answer, teacher in rouge["samples"]:
             log.info("sample: %r -> student %r | teacher %r", instruction, answer, teacher)
         rows.append(_row("teacher_rougeL", "rougeL_f1", rouge["value"], rouge["stderr"], rouge["n"]))
+        items.extend({"task": "teacher_rougeL", "item": i, "metric": "rougeL_f1", "value": v}
+                     for i, v in enumerate(rouge["scores"]))
     else:
         rows.append(_row("teacher_rougeL", "rougeL_f1", status="unavailable: no held-out validation records"))
     out = [{"student": student, "variant": variant, **row, "model_size_mb": size_mb} for row in rows]

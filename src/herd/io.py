@@ -12,7 +12,15 @@ from pathlib import Path
 
 
 def _umask() -> int:
-    mask = os.umask(0)  # the only portable way to read it: set, then put it back
+    """The process's umask, read without changing it where Linux shows it (setting it to read
+    it would, for a moment, give files that other threads create the wrong mode)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set, then put it back
     os.umask(mask)
     return mask
 

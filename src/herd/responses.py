@@ -18,6 +18,15 @@ def shard_records(records: list[dict], n_shards: int, shard: int) -> list[dict]:
     return [r for i, r in enumerate(sorted(records, key=lambda r: r["id"])) if i % n_shards == shard]
 
 
+def build_requests(records: list[dict], cfg: dict, seed: int) -> list[Request]:
+    """The teacher's request for each record, its sampling seed derived from the record's
+    `request_id` (seed rows: stable when seed_tasks entries move) or else its id."""
+    decoding = Decoding(**cfg["decoding"])
+    return [Request(messages=render_response(r["instruction"], cfg["system_prompt"]), decoding=decoding,
+                    seed=derive_seed(seed, "responses", r.get("request_id", r["id"])))
+            for r in records]
+
+
 def answer_shard(records: list[dict], cfg: dict, seed: int, teacher: Teacher,
                  usd_per_m: dict | None = None) -> tuple[list[dict], list[dict], dict, list[dict]]:
     """Answer `records`; return (answered rows, failed requests, statistics, cost ledger).
@@ -25,12 +34,7 @@ def answer_shard(records: list[dict], cfg: dict, seed: int, teacher: Teacher,
     A request that fails is reported with its error and left out of the rows:
     it is never written as an empty response.
     """
-    decoding = Decoding(**cfg["decoding"])
-    requests = [
-        Request(messages=render_response(r["instruction"], cfg["system_prompt"]),
-                decoding=decoding, seed=derive_seed(seed, "responses", r["id"]))
-        for r in records
-    ]
+    requests = build_requests(records, cfg, seed)
     answers = teacher.answer(requests, desc="responses")
     ledger = cost.ledger_rows(teacher, requests, answers, "responses", usd_per_m or cost.FREE)
     check_failures(answers, cfg["max_failed_fraction"], "responses")

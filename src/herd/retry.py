@@ -39,9 +39,23 @@ def retry_token(stats_path: str | Path) -> str:
 _TOKENS: dict[str, str] = {}
 
 
+def state_file(stats_path: str | Path) -> Path:
+    """Where a shard keeps its failed requests and the token it ran with: beside its stats, but
+    no declared output, so Snakemake never deletes it before a job runs (a job on a cluster
+    node evaluates its params after that, and must see what the submitting process saw)."""
+    path = Path(stats_path)
+    return path.with_name(path.name.removesuffix(".stats.json") + ".retry.json")
+
+
 def retry_param(stats_path: str) -> str:
-    """`retry_token(stats_path)`, read once per process: Snakemake evaluates params again right
-    before it runs a job, after it has deleted the job's old outputs (the stats file among them)."""
+    """The params value of the shard whose stats are `stats_path` (read once per process)."""
     if stats_path not in _TOKENS:
-        _TOKENS[stats_path] = retry_token(stats_path)
+        _TOKENS[stats_path] = retry_token(state_file(stats_path))
     return _TOKENS[stats_path]
+
+
+def record(stats_path: str | Path, failed: list[dict], token: str) -> None:
+    """After a shard's run: its failed requests, and the token it ran with (its params value)."""
+    from herd.io import write_json
+
+    write_json(state_file(stats_path), {"failed_requests": [{"id": f["id"]} for f in failed], "rerun_token": token})

@@ -252,15 +252,18 @@ def seed_rows(specs: list[dict], use: str) -> list[dict]:
     rows (kept with their own outputs), with stable ids and their source label.
 
     Ids are seed-{source}-{entry}-{n}: `entry`, the position in `specs`, keeps ids unique when
-    two files share a source label and lets the dataset card trace a row to its file (licence)."""
+    two files share a source label and lets the dataset card trace a row to its file (licence).
+    The teacher is asked under `request_id`, seed-{source}-{n}, which does not move when entries
+    are added or reordered: the request's sampling seed, and so its cache key, stay the same,
+    and a cached answer is never paid for again."""
     rows = []
     for entry, spec in enumerate(specs):
         if spec["use"] != use:
             continue
-        for i, seed in enumerate(load_spec(spec)):
+        for i, seed in enumerate(load_spec(spec, entry)):
             text = f"{seed.instruction.strip()}\n\n{seed.input.strip()}" if seed.input.strip() else seed.instruction.strip()
-            row = {"id": f"seed-{spec['source']}-{entry}-{i:07d}", "instruction": text,
-                   "instruction_source": spec["source"]}
+            row = {"id": f"seed-{spec['source']}-{entry}-{i:07d}", "request_id": f"seed-{spec['source']}-{i:07d}",
+                   "instruction": text, "instruction_source": spec["source"]}
             if use == "passthrough":
                 if not seed.output.strip():
                     raise SourceError(f"{spec['path']}: record {i + 1} has no output to pass through")

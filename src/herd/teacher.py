@@ -87,9 +87,11 @@ def _place() -> str | None:
     """This host and PID namespace, where a holder's PID can be checked; None where it cannot."""
     try:
         ns = os.stat("/proc/self/ns/pid")
+        # cloned VMs share hostnames, and every host's first PID namespace has the same inode
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
     except OSError:
         return None
-    return f"{socket.gethostname()}/{ns.st_dev}.{ns.st_ino}"
+    return f"{socket.gethostname()}/{boot}.{ns.st_dev}.{ns.st_ino}"
 
 
 def new_holder() -> str:

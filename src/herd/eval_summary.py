@@ -1,0 +1,139 @@
+"""Did distillation help, and did int8 keep it? base -> distilled -> int8, per student and task.
+
+Every eval job writes each item's score. Two variants of a student are compared on the same
+items: the difference of their means, with a 95% interval from a paired bootstrap (items
+resampled with replacement, the mean per-item difference recomputed; seeded), not from two
+independent stderr bars. The average over a student's benchmarks (as the LaMini-LM paper
+reports it) gets an interval the same way, items resampled within each task.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from herd.rng import derive_seed
+
+BOOTSTRAP_ITERS = 2000
+LEVEL = 0.95
+ROUGE_TASK = "teacher_rougeL"  # the teacher-agreement row: reported, not part of the benchmark average
+METRIC = {ROUGE_TASK: "rougeL_f1"}  # every benchmark is summarized by its accuracy, `acc`
+VARIANT_ORDER = ("base", "pytorch", "onnx", "onnx-int8")
+# (variant, against, column): the questions the summary answers, where both variants were evaluated
+COMPARISONS = (("pytorch", "base", "distilled_vs_base"), ("onnx-int8", "pytorch", "int8_vs_distilled"),
+               ("onnx", "pytorch", "onnx_vs_distilled"))
+AVERAGE = "average"
+
+
+def paired_bootstrap(deltas_by_task: list[np.ndarray], iters: int = BOOTSTRAP_ITERS, seed: int = 0) -> dict:
+    """Mean over tasks of each task's mean per-item difference, and its bootstrap interval
+    (items resampled within each task). One task: the plain paired bootstrap."""
+    deltas_by_task = [np.asarray(d, dtype=float) for d in deltas_by_task if len(d)]
+    if not deltas_by_task:
+        return {"delta": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
+    rng = np.random.default_rng(seed)
+    means = np.zeros(iters)
+    for d in deltas_by_task:
+        means += d[rng.integers(0, len(d), size=(iters, len(d)))].mean(axis=1)
+    means /= len(deltas_by_task)
+    tail = (1 - LEVEL) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return {"delta": float(np.mean([d.mean() for d in deltas_by_task])), "lo": float(lo), "hi": float(hi),
+            "n": int(sum(len(d) for d in deltas_by_task))}
+
+
+def verdict(cmp: dict) -> str:
+    if not cmp["n"] or math.isnan(cmp["lo"]):
+        return "n/a"
+    if cmp["lo"] > 0:
+        return "higher"
+    if cmp["hi"] < 0:
+        return "lower"
+    return "no clear difference"
+
+
+def _scores(items: list[dict], task: str) -> dict[int, float]:
+    metric = METRIC.get(task, "acc")
+    return {r["item"]: r["value"] for r in items if r["task"] == task and r["metric"] == metric}
+
+
+def _paired(a: dict[int, float], b: dict[int, float]) -> np.ndarray:
+    common = sorted(a.keys() & b.keys())
+    return np.array([a[i] - b[i] for i in common])
+
+
+def summarize(items: dict[tuple[str, str], list[dict]], parameters: dict[str, int | None], seed: int) -> pd.DataFrame:
+    """One row per (student, task) and per student an `average` over its benchmarks: each
+    variant's score, and each comparison's delta, interval and verdict.
+
+    `items` maps (student, variant) to that eval job's item scores."""
+    rows = []
+    for student in sorted({s for s, _ in items}):
+        variants = [v for v in VARIANT_ORDER if (student, v) in items]
+        tasks = sorted({r["task"] for v in variants for r in items[(student, v)]}, key=lambda t: (t == ROUGE_TASK, t))
+        scores = {(v, t): _scores(items[(student, v)], t) for v in variants for t in tasks}
+        benchmarks = [t for t in tasks if t != ROUGE_TASK]
+        for task in [*tasks, AVERAGE] if benchmarks else tasks:
+            group = benchmarks if task == AVERAGE else [task]
+            row = {"student": student, "parameters": parameters.get(student), "task": task,
+                   "metric": "acc" if task == AVERAGE else METRIC.get(task, "acc")}
+            for v in VARIANT_ORDER:
+                per_task = [np.mean(list(scores[(v, t)].values())) for t in group if scores.get((v, t))]
+                row[v] = float(np.mean(per_task)) if v in variants and len(per_task) == len(group) else math.nan
+            row["n"] = max((len(scores[(v, t)]) for v in variants for t in group), default=0)
+            for variant, against, name in COMPARISONS:
+                if variant not in variants or against not in variants:
+                    continue
+                cmp = paired_bootstrap([_paired(scores[(variant, t)], scores[(against, t)]) for t in group],
+                                       seed=derive_seed(seed, "eval_summary", student, task, name))
+                row.update({f"{name}": cmp["delta"], f"{name}_lo": cmp["lo"], f"{name}_hi": cmp["hi"],
+                            f"{name}_verdict": verdict(cmp)})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def count_parameters(model_dir: str | Path) -> int | None:
+    """Parameters of a saved checkpoint, from its safetensors headers (no weights loaded)."""
+    from safetensors import safe_open
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for path in files:
+        with safe_open(path, framework="np") as f:
+            for name in f.keys():  # noqa: SIM118 (safe_open is no dict)
+                total += math.prod(f.get_slice(name).get_shape())
+    return total
+
+
+def _pct(x: float) -> str:
+    return "" if x is None or math.isnan(x) else f"{100 * x:.1f}"
+
+
+def _delta(row: pd.Series, name: str) -> str:
+    if name not in row or pd.isna(row.get(name)):
+        return ""
+    return (f"{100 * row[name]:+.1f} [{100 * row[name + '_lo']:+.1f}, {100 * row[name + '_hi']:+.1f}] "
+            f"{row[name + '_verdict']}")
+
+
+def markdown(summary: pd.DataFrame) -> str:
+    """The summary as a Markdown table: scores in percent, deltas in points with 95% intervals."""
+    lines = ["# Evaluation summary", "",
+             ("Scores in percent (ROUGE-L F1 x 100 for teacher_rougeL). Deltas in points with a 95% paired "
+              "bootstrap interval over the same items; `higher`/`lower` when the interval excludes 0. "
+              "`average` is the mean over the benchmarks (accuracy), as the LaMini-LM paper reports it."), "",
+             ("| student | parameters | task | n | base | distilled | onnx | int8 | distilled - base | "
+              "int8 - distilled |"),
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for _, r in summary.iterrows():
+        params = "" if pd.isna(r["parameters"]) else f"{int(r['parameters']) / 1e6:.1f}M"
+        task = f"**{r['task']}**" if r["task"] == AVERAGE else r["task"]
+        lines.append(f"| {r['student']} | {params} | {task} | {r['n']} | {_pct(r['base'])} | {_pct(r['pytorch'])} | "
+                     f"{_pct(r['onnx'])} | {_pct(r['onnx-int8'])} | {_delta(r, 'distilled_vs_base')} | "
+                     f"{_delta(r, 'int8_vs_distilled')} |")
+    return "\n".join(lines) + "\n"

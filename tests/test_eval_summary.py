@@ -1,0 +1,70 @@
+"""The evaluation summary: base -> distilled -> int8 compared on the same items, with paired
+bootstrap intervals (herd.eval_summary)."""
+import math
+
+import numpy as np
+import pytest
+
+from herd import eval_summary
+
+
+def test_paired_bootstrap_of_two_items_matches_the_hand_computation():
+    """Differences 0 and 1: a resample of two items has mean 0 (p 1/4), 0.5 (p 1/2) or 1 (p 1/4),
+    so the 2.5th and 97.5th percentiles of the bootstrap means are 0 and 1."""
+    got = eval_summary.paired_bootstrap([np.array([0.0, 1.0])], iters=4000, seed=7)
+    assert got == {"delta": 0.5, "lo": 0.0, "hi": 1.0, "n": 2}
+
+
+def test_paired_bootstrap_is_the_percentiles_of_resampled_means():
+    deltas = np.array([1, 0, 0, 1, 1, 1, 0, 1, -1, 1], dtype=float)
+    got = eval_summary.paired_bootstrap([deltas], iters=500, seed=3)
+    rng = np.random.default_rng(3)  # the same draws, written out
+    means = [deltas[rng.integers(0, 10, size=10)].mean() for _ in range(500)]
+    assert got["delta"] == pytest.approx(0.5)
+    assert got["lo"] == pytest.approx(np.percentile(means, 2.5))
+    assert got["hi"] == pytest.approx(np.percentile(means, 97.5))
+    assert got["lo"] < 0.5 < got["hi"]
+
+
+def test_a_constant_difference_has_no_spread_and_no_difference_is_not_significant():
+    assert eval_summary.paired_bootstrap([np.ones(30)]) == {"delta": 1.0, "lo": 1.0, "hi": 1.0, "n": 30}
+    same = eval_summary.paired_bootstrap([np.zeros(30)])
+    assert eval_summary.verdict(same) == "no clear difference"
+    assert eval_summary.verdict(eval_summary.paired_bootstrap([])) == "n/a"
+
+
+def _items(task, values, metric="acc"):
+    return [{"task": task, "item": i, "metric": metric, "value": float(v)} for i, v in enumerate(values)]
+
+
+def test_summary_compares_variants_item_by_item():
+    rng = np.random.default_rng(0)
+    base = rng.random(40) < 0.3
+    distilled = base | (rng.random(40) < 0.6)  # right wherever base was, and on more items
+    items = {
+        ("s", "base"): _items("arc_easy", base) + _items("piqa", base) + _items("teacher_rougeL", [0.1] * 5, "rougeL_f1"),
+        ("s", "pytorch"): _items("arc_easy", distilled) + _items("piqa", distilled)
+        + _items("teacher_rougeL", [0.4] * 5, "rougeL_f1"),
+        ("s", "onnx-int8"): _items("arc_easy", distilled) + _items("piqa", distilled)
+        + _items("teacher_rougeL", [0.4] * 5, "rougeL_f1"),
+    }
+    summary = eval_summary.summarize(items, {"s": 135_000_000}, seed=1).set_index("task")
+    assert list(summary.index) == ["arc_easy", "piqa", "teacher_rougeL", "average"]
+    arc = summary.loc["arc_easy"]
+    assert arc["base"] == pytest.approx(base.mean()) and arc["pytorch"] == pytest.approx(distilled.mean())
+    assert arc["distilled_vs_base"] == pytest.approx(distilled.mean() - base.mean())
+    assert arc["distilled_vs_base_lo"] > 0 and arc["distilled_vs_base_verdict"] == "higher"
+    assert arc["int8_vs_distilled"] == 0 and arc["int8_vs_distilled_verdict"] == "no clear difference"
+    assert math.isnan(arc["onnx"]) and arc["n"] == 40
+    avg = summary.loc["average"]  # the benchmarks only, not the teacher-agreement row
+    assert avg["pytorch"] == pytest.approx(distilled.mean()) and avg["parameters"] == 135_000_000
+    assert summary.loc["teacher_rougeL", "distilled_vs_base"] == pytest.approx(0.3)
+    text = eval_summary.markdown(summary.reset_index())
+    assert "| s | 135.0M | **average** |" in text and "higher" in text
+
+
+def test_parameters_are_counted_from_the_checkpoint(tiny_gpt2):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
+    assert eval_summary.count_parameters(tiny_gpt2) == model.num_parameters()
