@@ -111,6 +111,8 @@ def _check_api_key_env(config: dict, source: str) -> None:
     echoed (the schema's errors quote values) and removed from the config, so that nothing
     that prints or stores the config later shows it."""
     teacher = config.get("teacher")
+    if isinstance(teacher, dict) and teacher.get("api_key_env") in ("null", "None", "~"):
+        teacher["api_key_env"] = None  # YAML's null, as `--config teacher='{...}'` can deliver it
     if not isinstance(teacher, dict) or teacher.get("api_key_env") in (None, ""):  # "": no key
         return
     value = teacher["api_key_env"]
