@@ -141,22 +141,6 @@ def load_llama(path: str | Path, kernels: str, *, n_ctx: int, threads: int):
         return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False)
 
 
-def probe_llamacpp(path: str, kernels: str, threads: int) -> None:
-    """What a teacher job does first, small: load the model, decode two prompts in one batch."""
-    from herd.llamacpp_parallel import ParallelDecoder
-    from herd.teacher import Decoding, Request
-
-    llm = load_llama(path, kernels, n_ctx=64, threads=threads)
-    decoder = ParallelDecoder(llm, parallel=2, ctx_per_seq=256, threads=threads)
-    ask = "List the planets of the solar system in order from the sun, then name the largest moon of each."
-    requests = [Request([{"role": "user", "content": ask}], Decoding(temperature=0.0, top_p=1.0, max_tokens=4),
-                        seed=i) for i in range(2)]
-    answers = [a for _, a in decoder.generate(requests)]
-    if not all(a.ok for a in answers):
-        raise RuntimeError(f"probe decode failed: {[a.error for a in answers]}")
-    decoder.close()
-
-
 def run_child(cmd: list[str], timeout: float = PROBE_TIMEOUT_S) -> ChildResult:
     """A child process (never multiprocessing: a Snakemake script's main module must not be
     imported again), with herd importable."""
@@ -194,8 +178,8 @@ def _tried(cache_dir, model: Path, kernels: str, threads: int, probe) -> ChildRe
 
 
 def probe_command(model: str, kernels: str, threads: int) -> list[str]:
-    """The child that tries `kernels`: `python -m herd.native llamacpp MODEL KERNELS THREADS`."""
-    return [sys.executable, "-X", "faulthandler", "-m", "herd.native", "llamacpp", model, kernels, str(threads)]
+    """The child that tries `kernels`: `python -m herd.llamacpp_probe MODEL KERNELS THREADS`."""
+    return [sys.executable, "-X", "faulthandler", "-m", "herd.llamacpp_probe", model, kernels, str(threads)]
 
 
 def llamacpp_kernels(model: str | Path, setting: str, cache_dir: str | Path, threads: int,
@@ -258,7 +242,7 @@ def crash_message(library: str, sig: str | None, kernels: str | None = None, set
 
 
 # Python frames that tell which library a crash came from, as faulthandler prints them
-_LIBRARY_FRAMES = (("llama_cpp", "llama.cpp"), ("llamacpp_parallel", "llama.cpp"), ("native.py", "llama.cpp"),
+_LIBRARY_FRAMES = (("llama_cpp", "llama.cpp"), ("llamacpp_parallel", "llama.cpp"), ("llamacpp_probe", "llama.cpp"),
                    ("onnxruntime", "onnxruntime"), ("torch", "PyTorch"))
 _KERNELS_LOGGED = re.compile(r"llama\.cpp: (fast|safe) kernels")
 _FATAL = {"Illegal instruction": "SIGILL", "Segmentation fault": "SIGSEGV", "Bus error": "SIGBUS",
@@ -341,13 +325,10 @@ def _main(argv: list[str]) -> int:
     if argv[:1] == ["serve"]:
         serve(argv[1:])
         return 0
-    if argv[:1] == ["llamacpp"] and len(argv) == 4:
-        probe_llamacpp(argv[1], argv[2], int(argv[3]))
-    elif argv == ["onnxruntime-int8"]:
+    if argv == ["onnxruntime-int8"]:
         probe_onnxruntime_int8()
     else:
-        print("usage: python -m herd.native serve --model M [...] | llamacpp MODEL fast|safe THREADS "
-              "| onnxruntime-int8", file=sys.stderr)
+        print("usage: python -m herd.native serve --model M [...] | onnxruntime-int8", file=sys.stderr)
         return 2
     print("probe ok")
     return 0
