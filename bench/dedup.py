@@ -45,7 +45,7 @@ from pathlib import Path
 
 from rouge_score import rouge_scorer
 
-from herd.filters import RougeNovelty, novelty_keep, novelty_keep_sharded
+from herd.dedup import RougeNovelty, novelty_keep, novelty_keep_sharded
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLD = 0.7

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from rouge_score import rouge_scorer
 
-from herd import filters
-from herd.filters import RougeNovelty, novelty_keep, rouge_l_f1, rouge_tokens
+from herd import dedup
+from herd.dedup import RougeNovelty, novelty_keep, rouge_l_f1, rouge_tokens
 
 DATA = Path(__file__).resolve().parents[2] / "shared/data/seed"
 SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
@@ -170,7 +170,7 @@ def test_random_sequences_match_reference():
 
 def test_reranking_and_rebuilding_the_index_keep_verdicts(monkeypatch, alpaca):
     """Without a corpus the ranks are recomputed at 4, 8, 16, ... references here."""
-    monkeypatch.setattr(filters, "RERANK_START", 4)
+    monkeypatch.setattr(dedup, "RERANK_START", 4)
     real, seeds = alpaca
     rng = random.Random(5)
     vocab = " ".join(real[:200]).split()
@@ -185,7 +185,7 @@ def test_reranking_and_rebuilding_the_index_keep_verdicts(monkeypatch, alpaca):
 
 def test_vocabulary_past_one_character_per_token(monkeypatch):
     """Past STR_CAPACITY token ids, texts are compared as int lists, with the same verdicts."""
-    monkeypatch.setattr(filters, "STR_CAPACITY", 3)
+    monkeypatch.setattr(dedup, "STR_CAPACITY", 3)
     rng = random.Random(4)
     vocab = [f"t{i}" for i in range(10)]
     texts = [random_text(rng, vocab, 12) for _ in range(80)]

@@ -7,10 +7,11 @@ import pytest
 from conftest import SHARED
 
 from herd import io
-from herd.filters import (
-    RougeNovelty, ShardedRougeNovelty, apply_filters, build_steps, novelty_keep, novelty_keep_sharded,
-    resolve_kept, rouge_l_f1, rouge_neighbours, rouge_tokens,
+from herd.dedup import (
+    RougeNovelty, ShardedRougeNovelty, novelty_keep, novelty_keep_sharded, resolve_kept, rouge_l_f1,
+    rouge_neighbours, rouge_tokens,
 )
+from herd.filters import apply_filters, build_steps
 
 CFG = {"min_words": 4, "max_words": 150, "rouge_threshold": 0.7,
        "blacklist": ["image", "images", "go to", "map", "draw"]}

@@ -1,10 +1,8 @@
 import pytest
 from rouge_score import rouge_scorer
 
-from herd.filters import (
-    Blacklist, ExactDuplicate, LeadingChar, ProgramPrefix, RougeNovelty, WordCount,
-    apply_filters, build_steps, rouge_l_f1, rouge_tokens,
-)
+from herd.dedup import RougeNovelty, rouge_l_f1, rouge_tokens
+from herd.filters import Blacklist, ExactDuplicate, LeadingChar, ProgramPrefix, WordCount, apply_filters, build_steps
 
 CFG = {"min_words": 4, "max_words": 150, "rouge_threshold": 0.7,
        "blacklist": ["image", "images", "go to", "map", "draw"]}
@@ -96,7 +94,7 @@ PARAPHRASE = "What are three ways to stay healthy?"  # cosine about 0.88 with SE
 
 @pytest.fixture(scope="module")
 def minilm():
-    from herd.diversity import load_embedder
+    from herd.embeddings import load_embedder
 
     return load_embedder("all-minilm-l6-v2")
 
@@ -168,8 +166,8 @@ def test_blocked_embedding_filter_keeps_exactly_what_the_plain_loop_keeps(minilm
 
     import numpy as np
 
-    from herd.diversity import encode
-    from herd.filters import EmbeddingNovelty, embedding_novelty_keep
+    from herd.embeddings import embedding_novelty_keep, encode
+    from herd.filters import EmbeddingNovelty
 
     rng = random.Random(0)
     real = alpaca_instructions[:240]

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from herd.filters import rouge_l_f1, rouge_tokens
+from herd.dedup import rouge_l_f1, rouge_tokens
 from herd.openai_teacher import OpenAITeacher
 from herd.teacher import Decoding, LlamaCppTeacher, Request, ResponseCache, TransformersTeacher
 

