@@ -16,6 +16,7 @@ sys.path.insert(0, SRC)
 os.environ.update(PYTHONPATH=SRC)
 import herd.config  # noqa: E402
 import herd.cost  # noqa: E402
+import herd.plan  # noqa: E402
 
 configfile: "config.yaml"
 
@@ -41,10 +42,10 @@ elif _KEY_ENV:
 
 # A paid teacher: print the plan and refuse to start above the budget, before any job.
 if herd.cost.price(config["teacher"]) != herd.cost.FREE:
-    _plan = herd.cost.plan_from_config(config)
-    print(herd.cost.format_plan(_plan), file=sys.stderr)
+    _plan = herd.plan.plan_from_config(config)
+    print(herd.plan.format_plan(_plan), file=sys.stderr)
     try:
-        herd.cost.check_budget(_plan)
+        herd.plan.check_budget(_plan)
     except ValueError as err:
         raise WorkflowError(str(err))
 
@@ -62,7 +63,9 @@ include: "rules/dataset.smk"
 include: "rules/diversity.smk"
 include: "rules/students.smk"
 include: "rules/export.smk"
+include: "rules/judge.smk"
 include: "rules/eval.smk"
+include: "rules/eval_teacher.smk"
 
 
 _STARTED = time.time()

@@ -49,7 +49,7 @@ rule student_base:
     params:
         source=lambda wc: student_cfg(config, wc.student)["from"],
         seed=config["seed"],
-        code=code_version("assets"),
+        code=script_code("student_base.py"),
     conda:
         "../envs/herd.yaml"
     script:

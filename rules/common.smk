@@ -1,5 +1,6 @@
 # Helpers shared by the rules: file lists derived from the config, and rerun triggers.
-from herd.config import SAFE_NAME, code_version, student as student_cfg
+from herd.code_closure import script_version
+from herd.config import SAFE_NAME, student as student_cfg
 from herd.retry import retry_param
 from herd.sources import is_local
 from herd.teacher import RUN_ONLY_KEYS
@@ -18,6 +19,12 @@ wildcard_constraints:
     shard=r"\d+",
     student=SAFE_NAME,
     variant="|".join(VARIANT_DIRS),
+
+
+def script_code(script):
+    """A rule's code rerun trigger: a hash of scripts/<script> and of every herd module it
+    reaches through imports, lazy ones included (herd.code_closure); no list kept by hand."""
+    return script_version(os.path.join(workflow.basedir, "scripts", script))
 
 
 def instruction_shards():
@@ -68,6 +75,18 @@ def base_tokenizer_input(wildcards):
     return {}
 
 
+def student_variants():
+    """The eval variants that are scored per student (all but `teacher`)."""
+    return [v for v in config["eval"]["variants"] if v in VARIANT_DIRS]
+
+
+def teacher_eval_files():
+    """results/eval/teacher.csv and its item scores, when eval.variants names the teacher."""
+    if "teacher" not in config["eval"]["variants"]:
+        return {}
+    return {"teacher_rows": "results/eval/teacher.csv", "teacher_items": "results/eval/teacher.items.jsonl"}
+
+
 def variant_dir(wildcards):
     return VARIANT_DIRS[wildcards.variant].format(student=wildcards.student)
 
@@ -100,3 +119,54 @@ def teacher_params():
     """The teacher's settings that make its answers; how a job runs them (RUN_ONLY_KEYS) reruns nothing."""
     return {"teacher": {k: v for k, v in config["teacher"].items() if k not in RUN_ONLY_KEYS},
             "seed": config["seed"]}
+
+
+# ---------------------------------------------------------------- evaluation and the judge
+
+
+def teacher_eval_params():
+    """The eval settings that choose the items and how they are scored: other eval keys
+    (the student variants, ROUGE, GPUs) rerun nothing here."""
+    keys = ("benchmarks", "benchmark_root", "limit", "instruction_template")
+    return {k: config["eval"][k] for k in keys if k in config["eval"]}
+
+
+def judge_enabled():
+    return bool(config["judge"]["instructions"])
+
+
+def judge_instructions(wildcards):
+    """The instruction file, checked here so that a missing one names its config key."""
+    from pathlib import Path
+
+    path = config["judge"]["instructions"]
+    if not path:
+        raise WorkflowError("judge.instructions is null: the judge stage is off")
+    if not Path(path).is_file():
+        raise WorkflowError(f"judge.instructions: file {path} not found (set the key to the Self-Instruct "
+                            "user-oriented JSONL file, or null to turn the judge off)")
+    return path
+
+
+def judge_answer_files():
+    """Every student variant's answers (the teacher's eval variant, if any, is the teacher's own set)."""
+    return [f"results/judge/answers/{s}/{v}.jsonl"
+            for s in student_names() for v in config["eval"]["variants"] if v != "teacher"] + [
+        "results/judge/answers/teacher.jsonl"]
+
+
+def judge_human_sheets(wildcards):
+    if not config["judge"]["human_sheets"]:
+        raise WorkflowError("judge.human_sheets is empty: list the filled rating sheets (copies of "
+                            "results/judge/rating_sheet.csv, one per rater) to summarize them")
+    return config["judge"]["human_sheets"]
+
+
+def judge_targets():
+    """What results/eval.csv waits for when the judge is on."""
+    if not judge_enabled():
+        return []
+    files = ["results/judge/summary.csv"]
+    if config["judge"]["human_sheets"]:
+        files.append("results/judge/human_summary.csv")
+    return files

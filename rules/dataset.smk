@@ -28,7 +28,7 @@ rule dataset:
             "response_decoding": config["responses"]["decoding"],
         },
         seed_entries=indexed_seed_entries(),
-        code=code_version("dataset"),
+        code=script_code("dataset.py"),
     conda:
         "../envs/herd.yaml"
     script:

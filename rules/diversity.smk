@@ -26,7 +26,7 @@ rule diversity:
         cfg=config["diversity"],
         seed_tasks=config["seed_tasks"],
         seed=config["seed"],
-        code=code_version("diversity", "dedup", "embeddings", "sources"),
+        code=script_code("diversity.py"),
     conda:
         "../envs/herd.yaml"
     script:

@@ -15,10 +15,14 @@ rule eval:
     threads: 2
     resources:
         mem_mb=6000,
+        # GPUs of each eval job (eval.gpus, default 0): the slurm executor turns it into
+        # sbatch --gpus; PyTorch variants run on it, ONNX variants stay on the CPU
+        gpu=config["eval"].get("gpus") or 0,
     params:
-        cfg=config["eval"],
+        # what scores the items; the variants listed and the GPUs rerun nothing
+        cfg={k: v for k, v in config["eval"].items() if k not in ("variants", "gpus")},
         seed=config["seed"],
-        code=code_version("evaluation", "benchmarks", "prompts", "native"),
+        code=script_code("eval.py"),
     conda:
         "../envs/herd.yaml"
     script:
@@ -27,10 +31,13 @@ rule eval:
 
 rule eval_table:
     input:
-        rows=expand("results/eval/{student}/{variant}.csv",
-                    student=student_names(), variant=config["eval"]["variants"]),
+        rows=expand("results/eval/{student}/{variant}.csv", student=student_names(), variant=student_variants()),
         item_scores=expand("results/eval/{student}/{variant}.items.jsonl",
-                     student=student_names(), variant=config["eval"]["variants"]),
+                           student=student_names(), variant=student_variants()),
+        # the teacher, scored once on the same items, when eval.variants names it
+        **teacher_eval_files(),
+        # LaMini's human evaluation, graded by the judge (when judge.instructions is set)
+        judge=judge_targets(),
         models=expand("results/students/{student}/model", student=student_names()),
         # results/eval.csv stands for the whole run: the data report is built with it
         diversity="results/diversity/summary.json",
@@ -45,7 +52,7 @@ rule eval_table:
     params:
         seed=config["seed"],
         students=student_names(),
-        code=code_version("eval_summary"),
+        code=script_code("eval_table.py"),
     conda:
         "../envs/herd.yaml"
     script:

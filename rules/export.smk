@@ -17,7 +17,7 @@ rule export:
         mem_mb=8000,
     params:
         cfg=config["export"],
-        code=code_version("export", "native"),
+        code=script_code("export.py"),
     conda:
         "../envs/herd.yaml"
     script:

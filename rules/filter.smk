@@ -20,7 +20,7 @@ rule filter:
         # rouge_workers changes the speed, not the result: the script reads it from the config
         cfg={k: v for k, v in config["filter"].items() if k != "rouge_workers"},
         seed_tasks=config["seed_tasks"],
-        code=code_version("filters", "dedup", "embeddings", "sources"),
+        code=script_code("filter.py"),
     conda:
         "../envs/herd.yaml"
     script:

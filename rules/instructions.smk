@@ -24,7 +24,7 @@ rule instructions:
         teacher=teacher_params(),
         # changes while the shard's last run left failed requests (herd.retry): each invocation retries them
         retry=lambda wc: retry_param(f"results/instructions/{wc.kind}/{wc.shard}.stats.json"),
-        code=code_version("instructions", "prompts", "teacher", "sources", "llamacpp_parallel", "native", "llamacpp_probe", "rng"),
+        code=script_code("instructions.py"),
     conda:
         "../envs/herd.yaml"
     script:

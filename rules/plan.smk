@@ -13,8 +13,8 @@ rule plan:
         "logs/plan/plan.log",
     params:
         config={k: config[k] for k in ("teacher", "instructions", "responses", "plan", "seed_tasks", "seed",
-                                       "dataset", "students")},
-        code=code_version("cost", "prompts", "sources"),
+                                       "dataset", "students", "judge", "eval")},
+        code=script_code("plan.py"),
     conda:
         "../envs/herd.yaml"
     script:

@@ -20,7 +20,7 @@ rule responses:
         teacher=teacher_params(),
         # changes while the shard's last run left failed requests (herd.retry): each invocation retries them
         retry=lambda wc: retry_param(f"results/responses/{wc.shard}.stats.json"),
-        code=code_version("responses", "prompts", "teacher", "llamacpp_parallel", "native", "llamacpp_probe", "rng"),
+        code=script_code("responses.py"),
     conda:
         "../envs/herd.yaml"
     script:

@@ -11,7 +11,7 @@ rule seed_rows:
         "logs/seed_rows/seed_rows.log",
     params:
         seed_tasks=config["seed_tasks"],
-        code=code_version("sources"),
+        code=script_code("seed_rows.py"),
     conda:
         "../envs/herd.yaml"
     script:

@@ -22,7 +22,7 @@ rule students:
     params:
         cfg=lambda wc: student_cfg(config, wc.student),
         seed=config["seed"],
-        code=code_version("students", "prompts"),
+        code=script_code("students.py"),
     conda:
         "../envs/herd.yaml"
     script:

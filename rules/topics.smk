@@ -11,7 +11,7 @@ rule topics:
         "logs/topics/topics.log",
     params:
         cfg=config["topics"],
-        code=code_version("sources", "wikipedia"),
+        code=script_code("topics.py"),
     conda:
         "../envs/herd.yaml"
     script:

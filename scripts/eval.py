@@ -17,7 +17,9 @@ with tempfile.TemporaryDirectory() as work:
         validation_records=validation, tasks=cfg["benchmarks"], root=cfg["benchmark_root"],
         work_dir=work, limit=cfg["limit"], seed=snakemake.params.seed,
         max_new_tokens=cfg["max_new_tokens"], prompt_fn=student_prompt,
-        threads=snakemake.threads, items=items)
+        threads=snakemake.threads, items=items,
+        instruction_template=cfg.get("instruction_template", False), gpus=cfg.get("gpus"),
+        validation_source=snakemake.input.validation)
 with atomic_path(snakemake.output.rows) as tmp:
     pd.DataFrame(rows).to_csv(tmp, index=False)
 io.write_jsonl(snakemake.output.item_scores, items)

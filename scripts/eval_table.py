@@ -10,7 +10,9 @@ from herd.io import atomic_path
 
 logs.to_file(snakemake.log[0])
 out = snakemake.output
-table = pd.concat([pd.read_csv(p) for p in snakemake.input.rows], ignore_index=True)
+inputs = snakemake.input
+teacher_rows = [inputs.teacher_rows] if "teacher_rows" in inputs.keys() else []
+table = pd.concat([pd.read_csv(p) for p in [*inputs.rows, *teacher_rows]], ignore_index=True)
 table = table.sort_values(["student", "variant", "task", "metric"], kind="stable")
 with atomic_path(out.table) as tmp:
     table.to_csv(tmp, index=False)
@@ -20,8 +22,13 @@ logging.info("eval table: %d rows\n%s", len(table), table.to_string(index=False)
 items = {(Path(p).parent.name, Path(p).name.removesuffix(".items.jsonl")): io.read_jsonl(p)
          for p in snakemake.input.item_scores}
 parameters = {Path(p).parent.name: eval_summary.count_parameters(p) for p in snakemake.input.models}
-summary = eval_summary.summarize(items, parameters, snakemake.params.seed)
+teacher = io.read_jsonl(inputs.teacher_items) if "teacher_items" in inputs.keys() else None
+summary = eval_summary.summarize(items, parameters, snakemake.params.seed, teacher=teacher)
 with atomic_path(out.summary) as tmp:
     summary.to_csv(tmp, index=False)
-io.write_text(out.summary_md, eval_summary.markdown(summary))
-logging.info("eval summary:\n%s", eval_summary.markdown(summary))
+md = eval_summary.markdown(summary)
+if "judge" in inputs.keys() and inputs.judge:  # the judge's grades, beside the benchmarks
+    judge_md = Path(inputs.judge[0]).with_suffix(".md").read_text(encoding="utf-8")
+    md += "\n## Instruction following, graded by the judge (results/judge/summary.md)\n\n" + judge_md.split("\n", 1)[1]
+io.write_text(out.summary_md, md)
+logging.info("eval summary:\n%s", md)

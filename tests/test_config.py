@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from herd.config import ConfigError, code_version, load, validate
+from herd.config import ConfigError, load, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,11 +40,6 @@ def test_duplicate_student_names():
     s = {"name": "a", "from": {"hub": "gpt2"}}
     with pytest.raises(ConfigError, match="duplicate"):
         validate({"students": [s, dict(s)]})
-
-
-def test_code_version_changes_with_module():
-    assert code_version("filters") != code_version("prompts")
-    assert len(code_version("filters", "prompts")) == 12
 
 
 def test_command_line_strings_become_numbers_where_the_schema_says():

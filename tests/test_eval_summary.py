@@ -60,7 +60,33 @@ def test_summary_compares_variants_item_by_item():
     assert avg["pytorch"] == pytest.approx(distilled.mean()) and avg["parameters"] == 135_000_000
     assert summary.loc["teacher_rougeL", "distilled_vs_base"] == pytest.approx(0.3)
     text = eval_summary.markdown(summary.reset_index())
-    assert "| s | 135.0M | **average** |" in text and "higher" in text
+    assert "| s | 135.0M | **average** | mean |" in text and "higher" in text
+    assert "teacher" not in text.split("\n")[4]  # no teacher scored: no teacher column
+
+
+def test_the_teacher_is_compared_with_each_student_on_the_same_items():
+    student = np.array([1, 0, 0, 1, 0, 0, 1, 0] * 5, dtype=float)
+    teacher = np.ones(40)
+    items = {("s", "base"): _items("piqa", student), ("s", "pytorch"): _items("piqa", student)
+             + _items("teacher_rougeL", [0.2] * 4, "rougeL_f1")}
+    summary = eval_summary.summarize(items, {"s": None}, seed=1, teacher=_items("piqa", teacher)).set_index("task")
+    piqa = summary.loc["piqa"]
+    assert piqa["teacher"] == 1.0 and piqa["n"] == 40
+    assert piqa["distilled_vs_teacher"] == pytest.approx(student.mean() - 1)
+    assert piqa["distilled_vs_teacher_verdict"] == "lower"
+    assert math.isnan(summary.loc["teacher_rougeL", "teacher"])  # the teacher wrote the references
+    assert summary.loc["average", "teacher"] == 1.0
+    header = eval_summary.markdown(summary.reset_index()).split("\n")[4]
+    assert "| distilled | teacher | distilled - base | distilled - teacher |" in header
+
+
+def test_a_task_without_accuracy_is_summarized_by_its_own_metric():
+    items = {("s", v): _items("record", [1, 0, 1, 1], "em") + _items("record", [0.5] * 4, "f1_like")
+             + _items("boolq", [1, 1, 0, 0]) for v in ("base", "pytorch")}
+    summary = eval_summary.summarize(items, {}, seed=1).set_index("task")
+    assert summary.loc["record", "metric"] == "em" and summary.loc["record", "pytorch"] == 0.75
+    assert summary.loc["boolq", "metric"] == "acc"
+    assert summary.loc["average", "pytorch"] == pytest.approx((0.75 + 0.5) / 2)
 
 
 def test_parameters_are_counted_from_the_checkpoint(tiny_gpt2):

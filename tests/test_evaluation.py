@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from lm_eval.api.instance import Instance
 
-from herd import evaluation
+from herd import benchmarks, evaluation
 from herd.assets import build_scratch
-from herd.io import dir_size_mb
+from herd.io import dir_size_mb, read_jsonl, write_jsonl
 
 ROOT = Path(__file__).parents[2] / "shared/data/benchmarks"
 needs_data = pytest.mark.skipif(not ROOT.is_dir(), reason=f"benchmark data not found at {ROOT}")
@@ -168,10 +168,9 @@ def test_only_multiple_choice_is_supported(models):
 @needs_data
 @pytest.mark.parametrize("family", ["gpt2", "t5"])
 def test_run_benchmarks_on_local_data(models, family, tmp_path):
-    model, tokenizer = evaluation.load_variant("pytorch", models[family])
+    lm = evaluation.HerdLM(*evaluation.load_variant("pytorch", models[family]))
     items = []
-    rows = evaluation.run_benchmarks(model, tokenizer, ["arc_easy", "boolq", "piqa"], ROOT, tmp_path, limit=5, seed=0,
-                                     items=items)
+    rows = evaluation.run_benchmarks(lm, ["arc_easy", "boolq", "piqa"], ROOT, tmp_path, limit=5, seed=0, items=items)
     by_key = {(r["task"], r["metric"]): r for r in rows}
     # every item's score is kept, for paired comparisons: their mean is the row's value
     for (task, metric), row in by_key.items():
@@ -187,6 +186,10 @@ def test_run_benchmarks_on_local_data(models, family, tmp_path):
         assert row["n"] == 5
         assert 0.0 <= row["value"] <= 1.0
         assert math.isfinite(row["stderr"])
+        assert row["prompt"] == "plain"
+    assert {r["task"]: r["source"] for r in rows} == {
+        "arc_easy": "local ARC/ARC-e/ARC-Easy-Test.jsonl", "boolq": "local SuperGLUE/BoolQ/val.jsonl",
+        "piqa": "local piqa/dev.jsonl"}
     assert not list(Path.cwd().glob("*.db"))  # no request cache left in the working directory
 
 
@@ -194,9 +197,9 @@ def test_missing_data_gives_unavailable_rows(models, tmp_path, monkeypatch):
     monkeypatch.setattr(evaluation, "_hub_reachable", lambda *a, **k: False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    model, tokenizer = evaluation.load_variant("pytorch", models["gpt2"])
+    lm = evaluation.HerdLM(*evaluation.load_variant("pytorch", models["gpt2"]))
     for root in (None, tmp_path / "no-such-root"):
-        rows = evaluation.run_benchmarks(model, tokenizer, ["arc_easy", "piqa"], root, tmp_path / "work", 5, 0)
+        rows = evaluation.run_benchmarks(lm, ["arc_easy", "piqa"], root, tmp_path / "work", 5, 0)
         assert [r["task"] for r in rows] == ["arc_easy", "piqa"]
         for row in rows:
             assert math.isnan(row["value"]) and row["n"] == 0
@@ -289,9 +292,192 @@ def test_task_without_local_data_or_hub(models, tmp_path, monkeypatch):
     monkeypatch.setattr(evaluation, "_hub_reachable", lambda *a, **k: False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    model, tokenizer = evaluation.load_variant("pytorch", models["gpt2"])
-    [row] = evaluation.run_benchmarks(model, tokenizer, ["hellaswag"], ROOT, tmp_path, 5, 0)
-    assert row["status"].startswith("unavailable: no local converter for 'hellaswag'")
-    assert "Hub is not reachable" in row["status"]
+    lm = evaluation.HerdLM(*evaluation.load_variant("pytorch", models["gpt2"]))
+    [row] = evaluation.run_benchmarks(lm, ["lambada_openai"], ROOT, tmp_path, 5, 0)
+    assert row["status"].startswith("unavailable: no local converter for 'lambada_openai'")
+    assert "Hub is not reachable" in row["status"] and row["source"] == "hub"
     with pytest.raises(KeyError, match="no_such_task"):
-        evaluation.run_benchmarks(model, tokenizer, ["no_such_task"], ROOT, tmp_path, 5, 0)
+        evaluation.run_benchmarks(lm, ["no_such_task"], ROOT, tmp_path, 5, 0)
+
+
+# ---------------------------------------------------------------- any LM, every metric, unsupported tasks
+
+
+@needs_data
+def test_run_benchmarks_scores_any_lm_eval_lm(models, tmp_path):
+    """run_benchmarks takes an lm-eval LM: lm-eval's own HFLM gives the same rows and items as HerdLM."""
+    from lm_eval.models.huggingface import HFLM
+
+    model, tokenizer = evaluation.load_variant("pytorch", models["gpt2"])
+    got = {}
+    for name, lm in [("herd", evaluation.HerdLM(model, tokenizer)),
+                     ("hf", HFLM(pretrained=model, tokenizer=tokenizer, batch_size=4, device="cpu"))]:
+        items = []
+        rows = evaluation.run_benchmarks(lm, ["arc_easy"], ROOT, tmp_path / name, limit=6, seed=0, items=items)
+        got[name] = rows, items
+    assert got["herd"][0] == got["hf"][0] and got["herd"][1] == got["hf"][1]
+    assert [r["metric"] for r in got["hf"][0]] == ["acc", "acc_norm"]
+
+
+@needs_data
+def test_every_reported_metric_gives_a_row(models, tmp_path):
+    """cb and mrpc report acc and f1: both are rows; f1 has no per-item score (it pools (gold, pred) pairs)."""
+    lm = evaluation.HerdLM(*evaluation.load_variant("pytorch", models["gpt2"]))
+    items = []
+    rows = evaluation.run_benchmarks(lm, ["cb", "mrpc"], ROOT, tmp_path, limit=8, seed=0, items=items)
+    assert [(r["task"], r["metric"]) for r in rows] == [("cb", "acc"), ("cb", "f1"), ("mrpc", "acc"), ("mrpc", "f1")]
+    assert all(r["status"] == "ok" and r["n"] == 8 and 0.0 <= r["value"] <= 1.0 for r in rows)
+    assert {(i["task"], i["metric"]) for i in items} == {("cb", "acc"), ("mrpc", "acc")}
+    assert len(items) == 16
+    mrpc = next(r for r in rows if r["task"] == "mrpc")
+    assert mrpc["source"].startswith("local mrpc/msr_paraphrase_test.txt") and "MSR test" in mrpc["source"]
+
+
+RECORD_ITEMS = [  # ReCoRD, in the schema of aps/super_glue record
+    {"passage": "The city council of Lyon approved a new tram line.\n@highlight\nThe line opens in 2027",
+     "query": "@placeholder will get a new tram line.", "entities": ["Lyon", "Paris", "council"],
+     "answers": ["Lyon"], "idx": {"passage": 0, "query": 0}},
+    {"passage": "Marie Curie won two Nobel prizes, in physics and chemistry.\n@highlight\nShe was born in Warsaw",
+     "query": "@placeholder won a Nobel prize in chemistry.", "entities": ["Marie Curie", "Warsaw"],
+     "answers": ["Marie Curie"], "idx": {"passage": 1, "query": 1}},
+    {"passage": "The Nile flows north through Egypt into the Mediterranean Sea.\n@highlight\nA long river",
+     "query": "The Nile ends in the @placeholder.", "entities": ["Egypt", "Mediterranean Sea", "Nile"],
+     "answers": ["Mediterranean Sea"], "idx": {"passage": 2, "query": 2}},
+]
+
+
+def test_record_gives_f1_and_em_rows_with_items(models, tmp_path, monkeypatch):
+    """ReCoRD's f1 and em are per-item numbers: rows and item scores for both, the row the items' mean."""
+    root = tmp_path / "root"
+    write_jsonl(root / "record/val.jsonl", RECORD_ITEMS)
+    monkeypatch.setitem(benchmarks.TASKS, "record", benchmarks.LocalTask(
+        ("record/val.jsonl",), lambda paths: read_jsonl(paths[0]), "super_glue/record"))
+    lm = evaluation.HerdLM(*evaluation.load_variant("pytorch", models["gpt2"]))
+    items = []
+    rows = evaluation.run_benchmarks(lm, ["record"], root, tmp_path / "work", limit=None, seed=0, items=items)
+    assert [r["metric"] for r in rows] == ["f1", "em"]
+    for row in rows:
+        scores = [i["value"] for i in items if i["metric"] == row["metric"]]
+        assert len(scores) == 3 and row["n"] == 3 and row["status"] == "ok"
+        assert math.isclose(sum(scores) / 3, row["value"])
+    assert rows[0]["source"] == "local record/val.jsonl"
+
+
+def test_generative_and_perplexity_tasks_are_unsupported(models, tmp_path, monkeypatch):
+    """One row each, and the tasks never reach lm-eval (neither their data nor the model is touched)."""
+    def tripwire(*args, **kwargs):
+        raise AssertionError("an unsupported task was loaded or evaluated")
+
+    monkeypatch.setattr(evaluation, "_load_task", tripwire)
+    monkeypatch.setattr("lm_eval.simple_evaluate", tripwire)
+    lm = evaluation.HerdLM(*evaluation.load_variant("pytorch", models["gpt2"]))
+    rows = evaluation.run_benchmarks(lm, ["gsm8k", "wikitext"], ROOT, tmp_path, 5, 0)
+    assert [(r["task"], r["metric"], r["status"]) for r in rows] == [
+        ("gsm8k", "exact_match", "unsupported: generate_until tasks are not scored by herd"),
+        ("wikitext", "word_perplexity", "unsupported: loglikelihood_rolling tasks are not scored by herd"),
+    ]
+    assert all(math.isnan(r["value"]) and r["n"] == 0 for r in rows)
+
+
+# ---------------------------------------------------------------- the instruction template
+
+
+def test_instruction_template_rewrites_the_scored_context(models):
+    """Wrapped: the same numbers as the inner LM on contexts rendered through the prompt, not the plain ones;
+    the same wrapper works over lm-eval's HFLM; the caller's requests stay untouched."""
+    from lm_eval.models.huggingface import HFLM
+
+    model, tokenizer = evaluation.load_variant("pytorch", models["gpt2"])
+    reqs = requests()
+    herd = evaluation.HerdLM(model, tokenizer, batch_size=2)
+    wrapped = evaluation.InstructionTemplateLM(herd, prompt).loglikelihood(reqs)
+    plain = herd.loglikelihood(requests())
+    by_hand = herd.loglikelihood(requests([(prompt(c), x) for c, x in PAIRS]))
+    assert [ll for ll, _ in wrapped] == pytest.approx([ll for ll, _ in by_hand], abs=1e-5)
+    assert all(abs(a - b) > 1e-3 for (a, _), (b, _) in zip(wrapped, plain))
+    assert [r.args for r in reqs] == PAIRS
+    hf = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=2, device="cpu")
+    via_hf = evaluation.InstructionTemplateLM(hf, prompt).loglikelihood(requests())
+    assert [ll for ll, _ in via_hf] == pytest.approx([ll for ll, _ in by_hand], abs=1e-4)
+    assert evaluation.prompt_style(herd) == "plain"
+    assert evaluation.prompt_style(evaluation.InstructionTemplateLM(herd)) == "instruction_template"
+
+
+@needs_data
+def test_evaluate_student_records_the_instruction_template(models, tmp_path):
+    items = {}
+    rows = {}
+    for template in (False, True):
+        items[template] = []
+        rows[template] = evaluation.evaluate_student(
+            "tiny-gpt2", "pytorch", models["gpt2"], RECORDS[:1], ["arc_easy"], ROOT, tmp_path / str(template),
+            limit=4, seed=0, max_new_tokens=2, prompt_fn=prompt, items=items[template], instruction_template=template,
+            gpus=0)
+    assert [r["prompt"] for r in rows[False]] == ["plain", "plain", "instruction_template"]
+    assert [r["prompt"] for r in rows[True]] == ["instruction_template"] * 3
+    # the ROUGE row is the same either way: it always uses the student's prompt
+    assert rows[False][-1]["value"] == rows[True][-1]["value"]
+    assert rows[True][-1]["source"] == "results/dataset/validation.jsonl"
+
+
+# ---------------------------------------------------------------- placement and generation order
+
+
+def test_eval_device_follows_the_students_placement_rules():
+    assert evaluation.eval_device(None, 0) == "cpu"
+    assert evaluation.eval_device(0, 0) == "cpu"
+    assert evaluation.eval_device(0, 2) == "cpu"
+    assert evaluation.eval_device(None, 2) == "cuda"
+    assert evaluation.eval_device(1, 1) == "cuda"
+    with pytest.raises(RuntimeError, match=r"eval\.gpus is 1 but this job sees 0 CUDA"):
+        evaluation.eval_device(1, 0)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU path of a job without a GPU")
+def test_without_a_gpu_evaluation_runs_on_the_cpu(models):
+    assert evaluation.local_eval_device(None) == "cpu" and evaluation.local_eval_device(0) == "cpu"
+    model, tokenizer = evaluation.load_variant("pytorch", models["gpt2"], device=evaluation.local_eval_device(None))
+    assert evaluation.model_device(model).type == "cpu"
+    assert evaluation.HerdLM(model, tokenizer).device.type == "cpu"
+    ort, _ = evaluation.load_variant("onnx", models["gpt2-onnx"], device="cuda")  # ONNX stays on the CPU
+    assert evaluation.model_device(ort).type == "cpu"
+
+
+def test_length_batches_group_similar_lengths():
+    assert evaluation.length_batches([3, 40, 5, 38, 4, 39], 2) == [[1, 5], [3, 2], [4, 0]]
+    assert evaluation.length_batches([], 4) == []
+
+
+def test_generate_batches_by_length_and_keeps_input_order(models, monkeypatch):
+    """Prompts of mixed lengths are batched by length (the two long ones together: no batch pads a short
+    prompt to a long one); each answer still lands at its prompt's position."""
+    model, tokenizer = evaluation.load_variant("pytorch", models["gpt2"])
+    prompts = [prompt("Hi."), prompt(" ".join(["Describe the water cycle in detail."] * 6)),
+               prompt("Name a colour."), prompt(" ".join(["List the planets of the solar system."] * 5))]
+    lengths = [len(tokenizer(p)["input_ids"]) for p in prompts]
+    single = [evaluation.generate(model, tokenizer, [p], max_new_tokens=5)[0] for p in prompts]
+    shapes, real_generate = [], model.generate
+
+    def recording_generate(**kwargs):  # the real generate, its input shape noted
+        shapes.append(tuple(kwargs["input_ids"].shape))
+        return real_generate(**kwargs)
+
+    monkeypatch.setattr(model, "generate", recording_generate)
+    batched = evaluation.generate(model, tokenizer, prompts, max_new_tokens=5, batch_size=2)
+    assert batched == single
+    assert len(set(single)) > 1  # the check can tell answers apart
+    assert shapes == [(2, max(lengths)), (2, max(lengths[0], lengths[2]))]
+
+
+def test_rule_eval_asks_for_the_gpus_of_eval_gpus(tmp_path):
+    """eval.gpus is the eval jobs' resources gpu (sbatch --gpus under the SLURM profile); a dry run shows it."""
+    import re
+
+    from conftest import copy_project, snakemake
+
+    project = copy_project(tmp_path)
+    (project / "gpu.yaml").write_text("eval:\n  gpus: 1\n")
+    proc = snakemake(project, "-n", "results/eval.csv", "--configfile", "config/tiny.yaml", "gpu.yaml")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    blocks = [b for b in proc.stdout.split("\nrule ") if b.startswith("eval:")]
+    assert blocks and all(re.search(r"resources: .*\bgpu=1\b", b) for b in blocks)

@@ -5,14 +5,8 @@ import pytest
 import yaml
 
 from herd.config import validate
-from herd.cost import (
-    STUDENT_TEMPLATE_TOKENS,
-    format_plan,
-    gpu_hours,
-    plan_from_config,
-    training_flops,
-    training_plan,
-)
+from herd.compute import gpu_hours, training_flops
+from herd.plan import STUDENT_TEMPLATE_TOKENS, format_plan, plan_from_config, training_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 

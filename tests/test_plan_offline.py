@@ -7,15 +7,8 @@ import pytest
 from conftest import ROOT, SHARED, copy_project, snakemake
 
 from herd.config import load
-from herd.cost import (
-    FREE,
-    check_budget,
-    is_local_url,
-    plan_from_config,
-    price,
-    usd_pair,
-    usd_text,
-)
+from herd.cost import FREE, is_local_url, price, usd_pair, usd_text
+from herd.plan import check_budget, plan_from_config
 
 PAPER = ("--configfile", "config/paper.yaml")
 
@@ -95,6 +88,7 @@ def test_unknown_remote_model_is_refused_saying_how_to_price_it():
 def test_budget_message_has_enough_digits():
     cfg = openai_teacher(model="gpt-4o-mini", max_budget_usd=0)
     cfg["instructions"]["example_guided"]["prompts"], cfg["instructions"]["topic_guided"]["prompts"] = 1, 0
+    cfg["judge"]["instructions"] = None  # only that prompt: the judge (config.yaml grades 10 items) is off
     est = plan_from_config(cfg)
     assert 0 < est["total"]["usd"] < 0.005  # one prompt and its answers: less than half a cent
     with pytest.raises(ValueError) as err:

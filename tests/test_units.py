@@ -118,7 +118,7 @@ def test_plan_counts_requests_and_refuses_over_budget():
     from pathlib import Path
 
     from herd.config import load
-    from herd.cost import check_budget, plan_from_config
+    from herd.plan import check_budget, plan_from_config
 
     cfg = load(Path(__file__).resolve().parents[1] / "config.yaml")
     cfg["teacher"].update(backend="openai", model="gpt-3.5-turbo", max_budget_usd=1000.0)

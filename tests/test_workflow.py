@@ -113,6 +113,29 @@ def test_rerun_is_a_no_op_and_teacher_answers_are_cached(tiny_run):
     assert (tiny_run / ".herd-cache/teacher.sqlite").exists()
 
 
+def _planned_jobs(output: str) -> set[str]:
+    """Rule names in the `Job stats` table of a dry run."""
+    lines = output.split("Job stats:", 1)[1].splitlines()
+    return {line.split()[0] for line in lines[3:] if line.strip() and not line.startswith(("total", "Reasons", "-"))
+            and len(line.split()) == 2 and line.split()[1].isdigit()}
+
+
+def test_a_change_deep_in_a_scripts_imports_reruns_exactly_the_jobs_that_reach_it(tiny_run):
+    """herd.rng (request seeds, the train/validation split) is imported by no script directly:
+    the jobs that reach it through imports rerun, the others (topics, the teacher's file) do not."""
+    rng = tiny_run / "src/herd/rng.py"
+    original = rng.read_text()
+    try:
+        rng.write_text(original + "\n# a change\n")
+        proc = snakemake(tiny_run, "results/eval.csv", "--configfile", "config/tiny.yaml", "--dry-run")
+    finally:
+        rng.write_text(original)
+    assert proc.returncode == 0, proc.stderr
+    planned = _planned_jobs(proc.stdout + proc.stderr)
+    assert {"instructions", "responses", "dataset", "student_base", "students"} <= planned, planned
+    assert not planned & {"topics", "teacher_model", "seed_rows"}, planned
+
+
 def test_bad_config_key_stops_before_any_job(tiny_run, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("responses:\n  shards: 2\n  max_token: 10\n")

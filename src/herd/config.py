@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
-import importlib.util
 import os
 import re
 from pathlib import Path
 
 import yaml
 from jsonschema import Draft202012Validator, validators
+
+from herd.errors import ConfigError  # noqa: F401 (raised here, imported from here by callers)
 
 SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
@@ -36,10 +36,6 @@ ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 # Groq, Fireworks, Replicate, Google).
 KEY_PREFIXES = ("sk-", "sk_", "hf_", "ghp_", "gho_", "github_pat_", "xoxb-", "xoxp-", "AKIA", "gsk_", "fw_",
                 "r8_", "AIza")
-
-
-class ConfigError(ValueError):
-    pass
 
 
 def _with_defaults(cls):
@@ -209,11 +205,3 @@ def student(config: dict, name: str) -> dict:
             return s
     raise ConfigError(f"no student named {name!r} in config.students")
 
-
-def code_version(*modules: str) -> str:
-    """A short hash of the source of herd modules, used as a rerun trigger."""
-    digest = hashlib.sha256()
-    for name in modules:
-        spec = importlib.util.find_spec(f"herd.{name}")
-        digest.update(Path(spec.origin).read_bytes())
-    return digest.hexdigest()[:12]

@@ -144,7 +144,7 @@ def duplicate_rates(texts: list[str], *, rouge_threshold: float, rouge_cap: int 
 
 def source_kinds(seed_tasks: list[dict]) -> dict[str, str]:
     """How each instruction_source came about, for the map's legend and the summary."""
-    from herd.instructions import SOURCE_LABEL
+    from herd.prompts import SOURCE_LABEL
 
     kinds = {SOURCE_LABEL["example"]: "example-guided", SOURCE_LABEL["topic"]: "topic-guided",
              SEED_GROUP: "seed tasks (examples)"}

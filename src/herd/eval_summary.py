@@ -20,11 +20,14 @@ from herd.rng import derive_seed
 BOOTSTRAP_ITERS = 2000
 LEVEL = 0.95
 ROUGE_TASK = "teacher_rougeL"  # the teacher-agreement row: reported, not part of the benchmark average
-METRIC = {ROUGE_TASK: "rougeL_f1"}  # every benchmark is summarized by its accuracy, `acc`
-VARIANT_ORDER = ("base", "pytorch", "onnx", "onnx-int8")
+METRIC = {ROUGE_TASK: "rougeL_f1"}
+# a benchmark is summarized by the first of these that it has per item (record: em)
+METRIC_PREFERENCE = ("acc", "em", "exact_match", "mcc")
+TEACHER = "teacher"  # the teacher's own variant: scored once, shown beside every student
+VARIANT_ORDER = ("base", "pytorch", "onnx", "onnx-int8", TEACHER)
 # (variant, against, column): the questions the summary answers, where both variants were evaluated
 COMPARISONS = (("pytorch", "base", "distilled_vs_base"), ("onnx-int8", "pytorch", "int8_vs_distilled"),
-               ("onnx", "pytorch", "onnx_vs_distilled"))
+               ("onnx", "pytorch", "onnx_vs_distilled"), ("pytorch", TEACHER, "distilled_vs_teacher"))
 AVERAGE = "average"
 
 
@@ -55,8 +58,16 @@ def verdict(cmp: dict) -> str:
     return "no clear difference"
 
 
-def _scores(items: list[dict], task: str) -> dict[int, float]:
-    metric = METRIC.get(task, "acc")
+def task_metric(items: list[dict], task: str) -> str:
+    """The metric a task is summarized by: ROUGE-L for the teacher-agreement row, else the first
+    of METRIC_PREFERENCE the items have (acc for every multiple-choice task)."""
+    if task in METRIC:
+        return METRIC[task]
+    present = {r["metric"] for r in items if r["task"] == task}
+    return next((m for m in METRIC_PREFERENCE if m in present), min(present, default="acc"))
+
+
+def _scores(items: list[dict], task: str, metric: str) -> dict[int, float]:
     return {r["item"]: r["value"] for r in items if r["task"] == task and r["metric"] == metric}
 
 
@@ -65,25 +76,33 @@ def _paired(a: dict[int, float], b: dict[int, float]) -> np.ndarray:
     return np.array([a[i] - b[i] for i in common])
 
 
-def summarize(items: dict[tuple[str, str], list[dict]], parameters: dict[str, int | None], seed: int) -> pd.DataFrame:
+def summarize(items: dict[tuple[str, str], list[dict]], parameters: dict[str, int | None], seed: int,
+              teacher: list[dict] | None = None) -> pd.DataFrame:
     """One row per (student, task) and per student an `average` over its benchmarks: each
     variant's score, and each comparison's delta, interval and verdict.
 
-    `items` maps (student, variant) to that eval job's item scores."""
+    `items` maps (student, variant) to that eval job's item scores; `teacher`, the teacher's
+    item scores on the same benchmarks (the same seeded items), shown in every student's rows."""
     rows = []
     for student in sorted({s for s, _ in items}):
-        variants = [v for v in VARIANT_ORDER if (student, v) in items]
-        tasks = sorted({r["task"] for v in variants for r in items[(student, v)]}, key=lambda t: (t == ROUGE_TASK, t))
-        scores = {(v, t): _scores(items[(student, v)], t) for v in variants for t in tasks}
+        own = {v: items[(student, v)] for v in VARIANT_ORDER if (student, v) in items}
+        if teacher is not None:
+            own[TEACHER] = teacher
+        variants = list(own)
+        tasks = sorted({r["task"] for v in variants if v != TEACHER for r in own[v]},
+                       key=lambda t: (t == ROUGE_TASK, t))
+        pooled = [r for v in variants for r in own[v]]
+        metrics = {t: task_metric(pooled, t) for t in tasks}
+        scores = {(v, t): _scores(own[v], t, metrics[t]) for v in variants for t in tasks}
         benchmarks = [t for t in tasks if t != ROUGE_TASK]
         for task in [*tasks, AVERAGE] if benchmarks else tasks:
             group = benchmarks if task == AVERAGE else [task]
             row = {"student": student, "parameters": parameters.get(student), "task": task,
-                   "metric": "acc" if task == AVERAGE else METRIC.get(task, "acc")}
+                   "metric": "mean" if task == AVERAGE else metrics[task]}
             for v in VARIANT_ORDER:
                 per_task = [np.mean(list(scores[(v, t)].values())) for t in group if scores.get((v, t))]
                 row[v] = float(np.mean(per_task)) if v in variants and len(per_task) == len(group) else math.nan
-            row["n"] = max((len(scores[(v, t)]) for v in variants for t in group), default=0)
+            row["n"] = max((len(scores[(v, t)]) for v in variants if v != TEACHER for t in group), default=0)
             for variant, against, name in COMPARISONS:
                 if variant not in variants or against not in variants:
                     continue
@@ -122,18 +141,25 @@ def _delta(row: pd.Series, name: str) -> str:
 
 
 def markdown(summary: pd.DataFrame) -> str:
-    """The summary as a Markdown table: scores in percent, deltas in points with 95% intervals."""
+    """The summary as a Markdown table: scores in percent, deltas in points with 95% intervals.
+    Columns of variants nobody evaluated (e.g. onnx, teacher) are left out."""
+    shown = [(v, label) for v, label in (("base", "base"), ("pytorch", "distilled"), ("onnx", "onnx"),
+                                         ("onnx-int8", "int8"), (TEACHER, "teacher"))
+             if v in summary and summary[v].notna().any()]
+    deltas = [(name, label) for name, label in (("distilled_vs_base", "distilled - base"),
+                                                ("int8_vs_distilled", "int8 - distilled"),
+                                                ("distilled_vs_teacher", "distilled - teacher"))
+              if name in summary and summary[name].notna().any()]
     lines = ["# Evaluation summary", "",
              ("Scores in percent (ROUGE-L F1 x 100 for teacher_rougeL). Deltas in points with a 95% paired "
               "bootstrap interval over the same items; `higher`/`lower` when the interval excludes 0. "
-              "`average` is the mean over the benchmarks (accuracy), as the LaMini-LM paper reports it."), "",
-             ("| student | parameters | task | n | base | distilled | onnx | int8 | distilled - base | "
-              "int8 - distilled |"),
-             "|---|---|---|---|---|---|---|---|---|---|"]
+              "`average` is the mean over the benchmarks (each by its `metric`), as the LaMini-LM paper "
+              "reports it."), "",
+             "| student | parameters | task | metric | n | " + " | ".join(label for _, label in shown + deltas) + " |",
+             "|---|---|---|---|---|" + "---|" * (len(shown) + len(deltas))]
     for _, r in summary.iterrows():
         params = "" if pd.isna(r["parameters"]) else f"{int(r['parameters']) / 1e6:.1f}M"
         task = f"**{r['task']}**" if r["task"] == AVERAGE else r["task"]
-        lines.append(f"| {r['student']} | {params} | {task} | {r['n']} | {_pct(r['base'])} | {_pct(r['pytorch'])} | "
-                     f"{_pct(r['onnx'])} | {_pct(r['onnx-int8'])} | {_delta(r, 'distilled_vs_base')} | "
-                     f"{_delta(r, 'int8_vs_distilled')} |")
+        cells = [_pct(r[v]) for v, _ in shown] + [_delta(r, name) for name, _ in deltas]
+        lines.append(f"| {r['student']} | {params} | {task} | {r['metric']} | {r['n']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

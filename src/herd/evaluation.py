@@ -4,9 +4,13 @@
   (transformers or optimum's ONNX Runtime classes, decoder-only or
   encoder-decoder) to lm-eval's `LM` interface; it scores (context,
   continuation) pairs, which is all zero-shot multiple-choice tasks need.
+- `InstructionTemplateLM` wraps any lm-eval `LM` so that every request's
+  context is rendered through the student's instruction prompt first (as
+  LaMini's evaluation fork did).
 - `run_benchmarks` runs lm-eval's own task configs on local data (see
-  `herd.benchmarks`); a task whose data cannot be reached gives a row marked
-  "unavailable" instead of an error.
+  `herd.benchmarks`) with any lm-eval `LM`; a task whose data cannot be
+  reached gives a row marked "unavailable", a generative or perplexity task
+  one marked "unsupported", instead of an error.
 - `rouge_vs_teacher` scores greedy student answers against the teacher's
   held-out responses with ROUGE-L.
 - `evaluate_student` loads one (student, variant) and returns all its rows.
@@ -14,9 +18,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import math
+import numbers
 import os
 import socket
 import statistics
@@ -27,11 +33,12 @@ from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
-from lm_eval.api.model import TemplateLM
+from lm_eval.api.model import LM, TemplateLM
 from tqdm import tqdm
 
-from herd import benchmarks, native
+from herd import benchmarks, native, students
 from herd.io import dir_size_mb
+from herd.prompts import student_prompt
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +48,15 @@ BATCH_SIZE = 8  # (context, continuation) pairs per forward pass
 GEN_BATCH_SIZE = 8  # prompts per generate() call
 MAX_LENGTH_FALLBACK = 2048  # when neither config nor tokenizer gives a usable limit
 MAX_PROMPT_TOKENS = 512  # prompts for ROUGE generation are left-truncated to this
-METRICS = ("acc", "acc_norm")  # as lm-eval reports them, "<metric>,none"
+FILTER = "none"  # lm-eval reports a metric as "<metric>,<filter>"; zero-shot scoring has no filter
+UNSUPPORTED_OUTPUT_TYPES = ("generate_until", "loglikelihood_rolling")  # not (context, continuation) scoring
 BOOTSTRAP_ITERS = 1000  # acc's stderr is closed-form; bootstrap only for other metrics
 HUB_PROBE_TIMEOUT_S = 3.0
 ROUGE_SAMPLES = 3
-COLUMNS = ("student", "variant", "task", "metric", "value", "stderr", "n", "model_size_mb", "status")
+ROUGE_SOURCE = "results/dataset/validation.jsonl"  # the held-out rows the ROUGE row scores
+PLAIN, INSTRUCTION_TEMPLATE = "plain", "instruction_template"  # the `prompt` column
+COLUMNS = ("student", "variant", "task", "metric", "value", "stderr", "n", "model_size_mb", "status",
+           "source", "prompt")
 
 
 # ---------------------------------------------------------------- the lm-eval adapter
@@ -63,6 +74,14 @@ def _max_length(model, tokenizer) -> int:
             return value
     limit = getattr(tokenizer, "model_max_length", None)
     return limit if isinstance(limit, int) and 0 < limit < 1_000_000 else MAX_LENGTH_FALLBACK
+
+
+def model_device(model) -> torch.device:
+    """Where a model's inputs must go: its parameters' device (ONNX Runtime models: the CPU)."""
+    if isinstance(model, torch.nn.Module):
+        param = next(model.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+    return torch.device("cpu")
 
 
 def _right_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,6 +117,7 @@ class HerdLM(TemplateLM):
         self.backend = "seq2seq" if is_encoder_decoder(model) else "causal"
         self.max_length = _max_length(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._device = model_device(model)  # LM.device; every input tensor is moved there
 
     @property
     def eot_token_id(self) -> int:
@@ -138,7 +158,7 @@ class HerdLM(TemplateLM):
     def _sum_and_greedy(logits: torch.Tensor, targets: list[int]) -> tuple[float, bool]:
         """Sum of the targets' log-probs under `logits` (one row per target), and whether argmax hits them all."""
         logprobs = F.log_softmax(logits.float(), dim=-1)
-        target = torch.tensor(targets, dtype=torch.long)
+        target = torch.tensor(targets, dtype=torch.long, device=logprobs.device)
         total = logprobs.gather(-1, target[:, None]).sum().item()
         return total, bool((logprobs.argmax(-1) == target).all())
 
@@ -147,7 +167,12 @@ class HerdLM(TemplateLM):
         # the logits at the last len(continuation) input positions predict the continuation.
         inputs = [(ctx + cont)[-(self.max_length + 1) :][:-1] for ctx, cont in pairs]
         ids, mask = _right_pad(inputs, self.pad_id)
-        logits = torch.as_tensor(self.model(input_ids=ids, attention_mask=mask).logits)
+        feed = {"input_ids": ids.to(self._device)}
+        # Right padding under causal attention: no real position sees a pad, so PyTorch models get no
+        # mask and SDPA takes its causal fast path (as lm-eval's HFLM); ONNX graphs require the input
+        if not isinstance(self.model, torch.nn.Module):
+            feed["attention_mask"] = mask.to(self._device)
+        logits = torch.as_tensor(self.model(**feed).logits)
         out = []
         for row, (inp, (_, cont)) in enumerate(zip(inputs, pairs)):
             end = len(inp)
@@ -162,7 +187,8 @@ class HerdLM(TemplateLM):
         enc_ids, enc_mask = _right_pad([ctx[-self.max_length :] for ctx, _ in pairs], self.pad_id)
         dec_ids, _ = _right_pad([[start] + cont[:-1] for _, cont in pairs], self.pad_id)
         logits = torch.as_tensor(
-            self.model(input_ids=enc_ids, attention_mask=enc_mask, decoder_input_ids=dec_ids).logits
+            self.model(input_ids=enc_ids.to(self._device), attention_mask=enc_mask.to(self._device),
+                       decoder_input_ids=dec_ids.to(self._device)).logits
         )
         return [self._sum_and_greedy(logits[row, : len(cont)], cont) for row, (_, cont) in enumerate(pairs)]
 
@@ -177,11 +203,79 @@ class HerdLM(TemplateLM):
         )
 
 
+class InstructionTemplateLM(LM):
+    """Any lm-eval `LM`, with each request's context rendered through `prompt_fn` (the
+    student's instruction prompt) before the wrapped LM scores it.
+
+    LaMini's evaluation fork wrapped every benchmark prompt in the Alpaca-style
+    template; plain lm-eval does not. Requests are copied with new arguments
+    (context, continuation) or (context, generation kwargs), so lm-eval's own
+    records keep the plain prompt. Perplexity requests (loglikelihood_rolling)
+    have no context and pass through unchanged.
+    """
+
+    def __init__(self, lm: LM, prompt_fn: Callable[[str], str] = student_prompt):
+        super().__init__()
+        self.lm = lm
+        self.prompt_fn = prompt_fn
+
+    def _wrapped(self, requests) -> list:
+        return [dataclasses.replace(r, arguments=(self.prompt_fn(r.args[0]), *r.args[1:]), resps=[],
+                                    filtered_resps={}) for r in requests]
+
+    def loglikelihood(self, requests, **kwargs):
+        return self.lm.loglikelihood(self._wrapped(requests), **kwargs)
+
+    def generate_until(self, requests, **kwargs):
+        return self.lm.generate_until(self._wrapped(requests), **kwargs)
+
+    def loglikelihood_rolling(self, requests, **kwargs):
+        return self.lm.loglikelihood_rolling(requests, **kwargs)
+
+    @property
+    def rank(self) -> int:
+        return self.lm.rank
+
+    @property
+    def world_size(self) -> int:
+        return self.lm.world_size
+
+    @property
+    def device(self):
+        return self.lm.device
+
+    def __getattr__(self, name):  # anything else lm-eval asks for (tokenizer_name, batch sizes, ...)
+        if name == "lm":  # not set yet (copy, unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.lm, name)
+
+
+def prompt_style(lm: LM) -> str:
+    """The `prompt` column of rows scored with `lm`."""
+    return INSTRUCTION_TEMPLATE if isinstance(lm, InstructionTemplateLM) else PLAIN
+
+
 # ---------------------------------------------------------------- loading variants
 
 
-def load_variant(variant: str, path: Path, threads: int = NUM_THREADS):
-    """Load a student as (model, tokenizer) on the CPU with `threads` threads.
+def eval_device(gpus: int | None, cuda_devices: int) -> str:
+    """"cuda" or "cpu" for an eval job, by the students' placement rules: `eval.gpus` unset is one
+    GPU when the job sees one, else the CPU; 0 is the CPU. Evaluation runs in one process."""
+    if gpus is not None and gpus > cuda_devices:  # students.placement would name a students.* key
+        raise RuntimeError(
+            f"eval.gpus is {gpus} but this job sees {cuda_devices} CUDA device(s) "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); ask the cluster "
+            "for it (rule eval gets resources gpu from eval.gpus) or set eval.gpus: 0")
+    return students.placement("eval", gpus, None, "fp32", cuda_devices, False).device
+
+
+def local_eval_device(gpus: int | None) -> str:
+    """`eval_device` for this job's hardware."""
+    return eval_device(gpus, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+
+
+def load_variant(variant: str, path: Path, threads: int = NUM_THREADS, device: str = "cpu"):
+    """Load a student as (model, tokenizer), PyTorch ones on `device`, with `threads` CPU threads.
 
     `pytorch` (and `base`, the checkpoint before fine-tuning): a Hugging Face checkpoint directory. `onnx` / `onnx-int8`: a
     directory optimum's ORTModelFor{CausalLM,Seq2SeqLM}.from_pretrained reads
@@ -202,7 +296,7 @@ def load_variant(variant: str, path: Path, threads: int = NUM_THREADS):
         from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
         cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-        model = cls.from_pretrained(path, dtype=torch.float32).eval()
+        model = cls.from_pretrained(path, dtype=torch.float32).eval().to(device)  # fp32 there too
     else:
         import onnxruntime
         from optimum.onnxruntime import ORTModelForCausalLM, ORTModelForSeq2SeqLM
@@ -214,8 +308,10 @@ def load_variant(variant: str, path: Path, threads: int = NUM_THREADS):
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         cls = ORTModelForSeq2SeqLM if seq2seq else ORTModelForCausalLM
+        # ONNX variants stay on the CPU whatever `device` says: they are the CPU deployment being
+        # measured (int8 kernels are CPU kernels), and onnxruntime here has no CUDA provider
         model = cls.from_pretrained(path, provider="CPUExecutionProvider", session_options=options)
-    log.info("loaded %s %s from %s", variant, type(model).__name__, path)
+    log.info("loaded %s %s from %s on %s", variant, type(model).__name__, path, model_device(model))
     return model, tokenizer
 
 
@@ -263,14 +359,50 @@ def _load_task(task: str, root: Path | None, data_dir: Path, limit: int | None, 
         return f"unavailable: {where}; lm-eval's dataset {cfg.get('dataset_path')} failed: {type(exc).__name__}: {exc}"
 
 
-def run_benchmarks(model, tokenizer, tasks: list[str], root: Path | None, work_dir: Path,
+def _first_metric(cfg: dict) -> str:
+    """The metric a task's single unavailable/unsupported row is named by: its first one."""
+    metrics = [m.get("metric") for m in cfg.get("metric_list") or [] if isinstance(m, dict)]
+    return next((m for m in metrics if isinstance(m, str)), "acc")
+
+
+def _unsupported(output_type: str | None) -> str | None:
+    if output_type in UNSUPPORTED_OUTPUT_TYPES:
+        return f"unsupported: {output_type} tasks are not scored by herd"
+    return None
+
+
+def _metric_rows(task: str, res: dict, n: int) -> list[dict]:
+    """One row per metric lm-eval reports for `task` ("<metric>,none" keys, neither stderr nor alias)."""
+    rows = []
+    for key, value in res.items():
+        metric, _, filt = key.partition(",")
+        if filt != FILTER or metric.endswith("_stderr") or metric == "alias":
+            continue
+        rows.append(_row(task, metric, _float(value), _float(res.get(f"{metric}_stderr,{FILTER}")), n))
+    return rows
+
+
+def _item_scores(task: str, samples: list[dict], metrics: list[str]) -> list[dict]:
+    """Each item's score, for metrics whose per-item value is a plain number (acc, em, record's f1);
+    corpus metrics (f1 or mcc over (gold, prediction) pairs) have no per-item score."""
+    return [{"task": task, "item": int(s["doc_id"]), "metric": m, "value": float(s[m])}
+            for s in samples for m in metrics
+            if isinstance(s.get(m), numbers.Real)]
+
+
+def run_benchmarks(lm: LM, tasks: list[str], root: Path | None, work_dir: Path,
                    limit: int | None, seed: int, items: list[dict] | None = None) -> list[dict]:
-    """Zero-shot lm-eval tasks on one model; rows {task, metric, value, stderr, n, status}.
+    """Zero-shot lm-eval tasks scored by the lm-eval `LM` `lm` (HerdLM for students, any other LM
+    for teachers); rows {task, metric, value, stderr, n, status, source, prompt}.
 
     Converted data goes to `work_dir/data`. Each task gives one row per metric
-    in METRICS that lm-eval reports for it (boolq, sst2, rte, wic: acc only),
-    or one NaN row whose status starts with "unavailable:" and names the path
-    looked for. `items`, when given, receives each item's score ({task, item, metric, value}).
+    lm-eval reports for it (arc_easy: acc, acc_norm; boolq: acc; cb: acc, f1;
+    record: f1, em), or one NaN row whose status says why not: "unavailable:"
+    naming the path looked for, or "unsupported:" for a generative or
+    perplexity task (never handed to lm-eval). `source` says where the task's
+    data came from (`benchmarks.data_source`), `prompt` whether contexts went
+    through the instruction template (`InstructionTemplateLM`). `items`, when
+    given, receives each item's score ({task, item, metric, value}).
     """
     items = [] if items is None else items
     import lm_eval
@@ -278,20 +410,25 @@ def run_benchmarks(model, tokenizer, tasks: list[str], root: Path | None, work_d
 
     manager = TaskManager(include_defaults=False)  # tasks come as configs: skip indexing all built-ins
     data_dir = Path(work_dir) / "data"
-    for task in tasks:  # a misspelt task is a configuration error, not missing data
-        benchmarks.builtin_config(task)
+    configs = {task: benchmarks.builtin_config(task) for task in tasks}  # a misspelt task is a config error
     rows, loaded = {}, {}
     for task in tasks:
-        got = _load_task(task, root, data_dir, limit, seed, manager)
+        cfg = configs[task]
+        # a task defined by a Python class may leave output_type to the class: checked once loaded
+        got = _unsupported(cfg.get("output_type", None if "class" in cfg else "generate_until"))
+        if got is None:
+            got = _load_task(task, root, data_dir, limit, seed, manager)
+            if not isinstance(got, str) and _unsupported(got.OUTPUT_TYPE):
+                got = _unsupported(got.OUTPUT_TYPE)
         if isinstance(got, str):
             log.warning("%s: %s", task, got)
-            rows[task] = [_row(task, "acc", status=got)]
+            rows[task] = [_row(task, _first_metric(cfg), status=got)]
         else:
             loaded[task] = got
     if loaded:
         started = time.monotonic()
         results = lm_eval.simple_evaluate(
-            model=HerdLM(model, tokenizer),
+            model=lm,
             tasks=list(loaded.values()),
             task_manager=manager,
             num_fewshot=0,
@@ -301,17 +438,13 @@ def run_benchmarks(model, tokenizer, tasks: list[str], root: Path | None, work_d
         )
         log.info("lm-eval on %s took %.1f s", ", ".join(loaded), time.monotonic() - started)
         for task in loaded:
-            res = results["results"][task]
             n = int(results["n-samples"][task]["effective"])
-            rows[task] = [
-                _row(task, m, float(res[f"{m},none"]), _float(res.get(f"{m}_stderr,none")), n)
-                for m in METRICS
-                if f"{m},none" in res
-            ]
-            for sample in results.get("samples", {}).get(task, []):
-                items.extend({"task": task, "item": int(sample["doc_id"]), "metric": m, "value": float(sample[m])}
-                             for m in METRICS if m in sample)
-    return [row for task in tasks for row in rows[task]]
+            rows[task] = _metric_rows(task, results["results"][task], n)
+            metrics = [r["metric"] for r in rows[task]]
+            items.extend(_item_scores(task, results.get("samples", {}).get(task, []), metrics))
+    prompt = prompt_style(lm)
+    return [{**row, "source": benchmarks.data_source(task, root), "prompt": prompt}
+            for task in tasks for row in rows[task]]
 
 
 def _float(value) -> float:
@@ -324,27 +457,40 @@ def _float(value) -> float:
 # ---------------------------------------------------------------- ROUGE-L against the teacher
 
 
+def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first: little padding, and a
+    memory problem shows up in the first batch."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = GEN_BATCH_SIZE) -> list[str]:
-    """Greedy answers to `prompts` (decoder-only: left-padded, prompt tokens stripped).
+    """Greedy answers to `prompts`, in their order (decoder-only: left-padded, prompt tokens stripped).
 
     Prompts are tokenised with the tokenizer's defaults (special tokens
-    included), as training code that calls `tokenizer(text)` sees them.
+    included), as training code that calls `tokenizer(text)` sees them, and
+    batched by length; inputs go to the model's device.
     """
+    if not prompts:
+        return []
     seq2seq = is_encoder_decoder(model)
-    answers = []
+    device = model_device(model)
+    answers: list[str | None] = [None] * len(prompts)
     old_sides = tokenizer.padding_side, tokenizer.truncation_side
     tokenizer.padding_side = "right" if seq2seq else "left"
     tokenizer.truncation_side = "left"  # a too-long prompt keeps its end, where the response starts
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     try:
-        batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
-        for batch in tqdm(batches, desc="generate", unit="batch"):
-            enc = tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=MAX_PROMPT_TOKENS)
+        lengths = [len(ids) for ids in tokenizer(prompts, truncation=True, max_length=MAX_PROMPT_TOKENS)["input_ids"]]
+        for batch in tqdm(length_batches(lengths, batch_size), desc="generate", unit="batch"):
+            enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, truncation=True,
+                            max_length=MAX_PROMPT_TOKENS).to(device)
             with torch.inference_mode():
                 out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                      num_beams=1, pad_token_id=pad_id)
             new = out if seq2seq else out[:, enc["input_ids"].shape[1] :]
-            answers += [a.strip() for a in tokenizer.batch_decode(new, skip_special_tokens=True)]
+            for i, answer in zip(batch, tokenizer.batch_decode(new, skip_special_tokens=True)):
+                answers[i] = answer.strip()
     finally:
         tokenizer.padding_side, tokenizer.truncation_side = old_sides
     return answers
@@ -386,28 +532,42 @@ def rouge_vs_teacher(model, tokenizer, records: list[dict], prompt_fn: Callable[
 def evaluate_student(student: str, variant: str, model_path: Path, validation_records: list[dict],
                      tasks: list[str], root: Path | None, work_dir: Path, limit: int | None, seed: int,
                      max_new_tokens: int, prompt_fn: Callable[[str], str],
-                     threads: int = NUM_THREADS, items: list[dict] | None = None) -> list[dict]:
+                     threads: int = NUM_THREADS, items: list[dict] | None = None,
+                     instruction_template: bool = False, gpus: int | None = None,
+                     validation_source: str = ROUGE_SOURCE) -> list[dict]:
     """All evaluation rows of one student variant, with the columns in COLUMNS.
 
-    Benchmark rows come from `run_benchmarks`; one more row (task
-    "teacher_rougeL", metric "rougeL_f1") scores the held-out records. `items`, when
-    given, receives every item's score, for paired comparisons between variants.
+    Benchmark rows come from `run_benchmarks` with a `HerdLM` over the
+    variant, its contexts first rendered through `prompt_fn` when
+    `instruction_template` (eval.instruction_template). One more row (task
+    "teacher_rougeL", metric "rougeL_f1") scores the held-out records
+    (read from `validation_source`). PyTorch variants run on the device
+    `eval_device(gpus)` picks (eval.gpus). `items`, when given, receives
+    every item's score, for paired comparisons between variants.
     """
     items = [] if items is None else items
     started = time.monotonic()
-    model, tokenizer = load_variant(variant, model_path, threads=threads)
+    model, tokenizer = load_variant(variant, model_path, threads=threads, device=local_eval_device(gpus))
     size_mb = dir_size_mb(model_path)
-    rows = run_benchmarks(model, tokenizer, tasks, root, Path(work_dir), limit, seed, items)
+    lm = HerdLM(model, tokenizer)
+    if instruction_template:
+        lm = InstructionTemplateLM(lm, prompt_fn)
+    rows = run_benchmarks(lm, tasks, root, Path(work_dir), limit, seed, items)
+    # the ROUGE answers are always generated from the student's own prompt, as it was trained
+    rouge_cols = {"source": str(validation_source), "prompt": INSTRUCTION_TEMPLATE}
     if validation_records:
         rouge = rouge_vs_teacher(model, tokenizer, validation_records, prompt_fn, max_new_tokens)
         for instruction, answer, teacher in rouge["samples"]:
             log.info("sample: %r -> student %r | teacher %r", instruction, answer, teacher)
-        rows.append(_row("teacher_rougeL", "rougeL_f1", rouge["value"], rouge["stderr"], rouge["n"]))
+        rows.append({**_row("teacher_rougeL", "rougeL_f1", rouge["value"], rouge["stderr"], rouge["n"]),
+                     **rouge_cols})
         items.extend({"task": "teacher_rougeL", "item": i, "metric": "rougeL_f1", "value": v}
                      for i, v in enumerate(rouge["scores"]))
     else:
-        rows.append(_row("teacher_rougeL", "rougeL_f1", status="unavailable: no held-out validation records"))
+        rows.append({**_row("teacher_rougeL", "rougeL_f1", status="unavailable: no held-out validation records"),
+                     **rouge_cols})
     out = [{"student": student, "variant": variant, **row, "model_size_mb": size_mb} for row in rows]
-    log.info("%s/%s: %d rows (%d ok) in %.1f s, %.1f MB", student, variant, len(out),
-             sum(r["status"] == "ok" for r in out), time.monotonic() - started, size_mb)
+    log.info("%s/%s: %d rows (%d ok) in %.1f s on %s, %.1f MB, prompt %s", student, variant, len(out),
+             sum(r["status"] == "ok" for r in out), time.monotonic() - started, model_device(model), size_mb,
+             prompt_style(lm))
     return [{k: r[k] for k in COLUMNS} for r in out]

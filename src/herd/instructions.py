@@ -6,8 +6,9 @@ import logging
 from collections import Counter
 
 from herd import cost
-from herd.config import ConfigError
+from herd.errors import ConfigError
 from herd.prompts import (
+    SOURCE_LABEL,
     format_seed,
     instructions_asked,
     parse_generation,
@@ -18,13 +19,6 @@ from herd.sources import Seed
 from herd.teacher import Answer, Decoding, Request, Teacher, check_failures
 
 log = logging.getLogger(__name__)
-
-# LaMini's labels for the two generated sources
-SOURCE_LABEL = {
-    "example": "self_instruct_without_topic",
-    "topic": "self_instruct_with_topic",
-}
-
 
 def shard_prompts(n_prompts: int, n_shards: int, shard: int) -> list[int]:
     """Global prompt indices that belong to `shard` (round robin)."""

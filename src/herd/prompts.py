@@ -12,6 +12,12 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+# LaMini's labels (instruction_source) for the two kinds of generated instructions
+SOURCE_LABEL = {
+    "example": "self_instruct_without_topic",
+    "topic": "self_instruct_with_topic",
+}
+
 GENERATION_SYSTEM = (
     "You write tasks for training a helpful AI assistant. "
     "You follow the requested output format exactly."

@@ -30,7 +30,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from herd import logs
-from herd.cost import training_flops
+from herd.compute import gpu_peak_tflops, training_flops
 from herd.io import atomic_dir
 from herd.prompts import student_prompt
 
@@ -40,8 +40,6 @@ IGNORE = -100
 
 # Dense bf16 peak TFLOP/s per GPU (vendor data sheets, SXM parts), for the MFU in metrics.json;
 # matched against torch.cuda.get_device_name(), first match wins. Unknown GPUs get no MFU.
-GPU_PEAK_TFLOPS = (("H200", 989.0), ("H100", 989.0), ("GH200", 989.0), ("A100", 312.0),
-                   ("L40S", 362.0), ("L40", 181.0), ("A10G", 70.0), ("A10", 125.0), ("L4", 121.0), ("A6000", 155.0))
 
 
 @dataclass(frozen=True)
@@ -340,11 +338,3 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
              val_before or float("nan"), val_after or float("nan"), seconds, tok_s or 0,
              metrics["model_tflops_per_second"] or 0, metrics["mfu"])
     return metrics
-
-
-def gpu_peak_tflops(device_name: str) -> float | None:
-    """Dense bf16 peak of a GPU by its name (GPU_PEAK_TFLOPS), or None when unknown."""
-    for key, peak in GPU_PEAK_TFLOPS:
-        if key in device_name:
-            return peak
-    return None
