@@ -84,7 +84,10 @@ def teacher_eval_files():
     """results/eval/teacher.csv and its item scores, when eval.variants names the teacher."""
     if "teacher" not in config["eval"]["variants"]:
         return {}
-    return {"teacher_rows": "results/eval/teacher.csv", "teacher_items": "results/eval/teacher.items.jsonl"}
+    files = {"teacher_rows": "results/eval/teacher.csv", "teacher_items": "results/eval/teacher.items.jsonl"}
+    if teacher_uses_gguf():  # its parameter count, for the summary
+        files["teacher_model"] = "results/teacher_model/model.gguf"
+    return files
 
 
 def variant_dir(wildcards):

@@ -17,7 +17,7 @@ rule eval:
         mem_mb=6000,
         # GPUs of each eval job (eval.gpus, default 0): the slurm executor turns it into
         # sbatch --gpus; PyTorch variants run on it, ONNX variants stay on the CPU
-        gpu=config["eval"].get("gpus") or 0,
+        gpu=lambda wc: 0 if wc.variant.startswith("onnx") else (config["eval"].get("gpus") or 0),
     params:
         # what scores the items; the variants listed and the GPUs rerun nothing
         cfg={k: v for k, v in config["eval"].items() if k not in ("variants", "gpus")},

@@ -17,7 +17,8 @@ rule eval_teacher:
         mem_mb=4000,
     params:
         cfg=teacher_eval_params(),
-        teacher=teacher_params(),
+        # what the teacher is, not how it samples: a new temperature rescores nothing
+        teacher={k: config["teacher"][k] for k in ("backend", "model", "model_id", "n_ctx")},
         seed=config["seed"],
         code=script_code("eval_teacher.py"),
     conda:

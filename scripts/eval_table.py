@@ -23,7 +23,12 @@ items = {(Path(p).parent.name, Path(p).name.removesuffix(".items.jsonl")): io.re
          for p in snakemake.input.item_scores}
 parameters = {Path(p).parent.name: eval_summary.count_parameters(p) for p in snakemake.input.models}
 teacher = io.read_jsonl(inputs.teacher_items) if "teacher_items" in inputs.keys() else None
-summary = eval_summary.summarize(items, parameters, snakemake.params.seed, teacher=teacher)
+if "teacher_model" in inputs.keys():  # the GGUF teacher's size, from its tensor table
+    parameters[eval_summary.TEACHER] = eval_summary.count_parameters(inputs.teacher_model)
+# where each variant's items came from and how they were prompted: only like is compared with like
+provenance = {(s, v): {t: f"{src} | {prompt}" for t, src, prompt in zip(g["task"], g["source"], g["prompt"])}
+              for (s, v), g in table.groupby(["student", "variant"])}
+summary = eval_summary.summarize(items, parameters, snakemake.params.seed, teacher=teacher, provenance=provenance)
 with atomic_path(out.summary) as tmp:
     summary.to_csv(tmp, index=False)
 md = eval_summary.markdown(summary)

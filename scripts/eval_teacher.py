@@ -5,12 +5,11 @@ import pandas as pd
 
 from herd import io, logs, teacher_lm
 from herd.io import atomic_path
-from herd.teacher import job_config
 
 logs.to_file(snakemake.log[0])
 params = snakemake.params
 cfg = params.cfg
-teacher_cfg = job_config(params.teacher["teacher"], snakemake.config["teacher"])
+teacher_cfg = snakemake.config["teacher"]  # validated, with defaults; params hold the keys that rescore
 items = []
 with tempfile.TemporaryDirectory() as work:
     rows = teacher_lm.evaluate_teacher(

@@ -1,5 +1,5 @@
 """Fine-tune one student (on the GPUs the job was given, else the CPU)."""
-from herd import io, logs, students
+from herd import io, logs, placement, students
 from herd.rng import derive_seed
 
 
@@ -13,7 +13,7 @@ def main(snakemake):
     )
     metrics = students.train(snakemake.input.base, io.read_jsonl(snakemake.input.train),
                              io.read_jsonl(snakemake.input.validation), train_cfg, snakemake.output.model,
-                             place=students.local_placement(cfg), threads=snakemake.threads,
+                             place=placement.local_placement(cfg), threads=snakemake.threads,
                              log_path=snakemake.log[0])
     io.write_json(snakemake.output.metrics, metrics)
 

@@ -24,11 +24,12 @@ def package(tmp_path, monkeypatch):
 def test_every_import_form_is_followed_lazy_ones_included(package, tmp_path):
     (package / "leaf.py").write_text("X = 1\n")
     (package / "middle.py").write_text("def f():\n    from herd.leaf import X\n    return X\n")
-    (package / "other.py").write_text("import herd.leaf\n")
+    (package / "other.py").write_text("import herd.leaf\nCMD = ['python', '-m', 'herd.child']\n")
+    (package / "child.py").write_text("")
     script = tmp_path / "script.py"
     script.write_text("import json\nfrom herd import middle, logs\n\n\ndef g():\n    import herd.other\n")
     reached = code_closure.closure(script)
-    assert {"middle", "leaf", "other", "logs"} <= reached
+    assert {"middle", "leaf", "other", "logs", "child"} <= reached
     assert "json" not in reached and "" not in reached
     assert code_closure.imported_modules(package / "middle.py") == {"leaf"}
 

@@ -94,3 +94,39 @@ def test_parameters_are_counted_from_the_checkpoint(tiny_gpt2):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_gpt2)
     assert eval_summary.count_parameters(tiny_gpt2) == model.num_parameters()
+
+
+def test_an_average_is_compared_only_when_every_task_is():
+    """The teacher scored task a only: its average is not shown, nor compared on a alone."""
+    items = {("s", "pytorch"): _items("a", [1, 0, 1, 0]) + _items("b", [1, 1, 1, 1])}
+    summary = eval_summary.summarize(items, {}, seed=1, teacher=_items("a", [0, 0, 0, 0])).set_index("task")
+    assert summary.loc["a", "distilled_vs_teacher"] == 0.5 and summary.loc["a", "distilled_vs_teacher_n"] == 4
+    avg = summary.loc["average"]
+    assert math.isnan(avg["teacher"]) and math.isnan(avg["distilled_vs_teacher"])
+    assert avg["distilled_vs_teacher_verdict"] == "n/a: a task without paired items"
+
+
+def test_variants_whose_items_came_from_elsewhere_are_not_paired():
+    """Item 0 of a local file and item 0 of the Hub's split are different questions."""
+    items = {("s", "base"): _items("a", [0, 0, 0, 0]), ("s", "pytorch"): _items("a", [1, 1, 1, 1])}
+    provenance = {("s", "base"): {"a": "hub | plain"}, ("s", "pytorch"): {"a": "local a.jsonl | plain"}}
+    summary = eval_summary.summarize(items, {}, seed=1, provenance=provenance).set_index("task")
+    assert math.isnan(summary.loc["a", "distilled_vs_base"])
+    assert summary.loc["a", "distilled_vs_base_verdict"] == "n/a: different items or prompts (a)"
+    same = {key: {"a": "hub | plain"} for key in provenance}
+    summary = eval_summary.summarize(items, {}, seed=1, provenance=same).set_index("task")
+    assert summary.loc["a", "distilled_vs_base"] == 1.0 and summary.loc["a", "distilled_vs_base_verdict"] == "higher"
+
+
+def test_a_gguf_teacher_is_counted_from_its_tensor_table(tmp_path):
+    import gguf
+
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_tensor("a", np.zeros((3, 4), dtype=np.float32))
+    writer.add_tensor("b", np.zeros(5, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert eval_summary.count_parameters(path) == 17

@@ -38,6 +38,11 @@ def test_safe_names_pass(name):
     assert cfg["students"][0]["name"] == name
 
 
+def test_a_student_cannot_take_the_teachers_name_in_the_evaluation():
+    with pytest.raises(ConfigError, match=r"students\[1\]\.name: 'teacher' is the teacher's name"):
+        validate({"students": [student("s0"), student("teacher")]})
+
+
 def test_a_long_name_is_shown_cut():
     with pytest.raises(ConfigError) as err:
         validate({"students": [student("y" * 5000)]})

@@ -8,8 +8,9 @@ from collections import Counter
 
 import pytest
 from conftest import ROOT, SHARED
+from fault_server import fault_server  # noqa: F401 (a fixture)
 
-from herd import judge, judge_sheets, plan
+from herd import judge, judge_sheets, judge_tasks, plan
 from herd.config import load
 
 USER_ORIENTED = SHARED / "instruct_eval" / "selfinstruct_user_oriented_252.jsonl"
@@ -92,58 +93,84 @@ def record(i, app="App", instruction="Do a thing.", inp="x", out="y"):
 def test_load_items_names_file_and_line(tmp_path, bad, message):
     path = write_lines(tmp_path / "items.jsonl", [record(0), bad])
     with pytest.raises(ValueError, match=message) as err:
-        judge.load_items(path)
+        judge_tasks.load_items(path)
     assert f"{path}:2" in str(err.value) and "judge.instructions" in str(err.value)
 
 
 def test_missing_file_names_the_key(tmp_path):
     with pytest.raises(ValueError, match=r"judge.instructions: file .*nope.jsonl not found"):
-        judge.load_items(tmp_path / "nope.jsonl")
+        judge_tasks.load_items(tmp_path / "nope.jsonl")
 
 
 @needs_data
 def test_lamini_rule_on_the_252():
-    records = judge.load_items(USER_ORIENTED)
+    records = judge_tasks.load_items(USER_ORIENTED)
     assert len(records) == 252
-    kept, counts = judge.select(records, "lamini", None, 1234)
+    kept, counts = judge_tasks.select(records, "lamini", None, 1234)
     assert counts["rule_kept"] == counts["selected"] == len(kept) == 119  # LaMini kept 114
     assert (counts["excluded_summarization"], counts["excluded_sentiment"], counts["excluded_nli"]) == (7, 3, 2)
     assert counts["excluded_app_quota"] == 252 - 119 - 12
-    assert max(Counter(judge.app_key(r["app"]) for r in kept).values()) == 2
-    assert Counter(judge.app_key(r["app"]) for r in kept)["yelp"] == 2  # "yelp" and "Yelp" are one app
+    assert max(Counter(judge_tasks.app_key(r["app"]) for r in kept).values()) == 2
+    assert Counter(judge_tasks.app_key(r["app"]) for r in kept)["yelp"] == 2  # "yelp" and "Yelp" are one app
     # every app keeps an item, but Google Meet, whose only items are summaries
-    assert {judge.app_key(r["app"]) for r in records} - {judge.app_key(r["app"]) for r in kept} == {"google meet"}
-    assert not any(judge.excluded_kind(r["instruction"]) for r in kept)
+    assert {judge_tasks.app_key(r["app"]) for r in records} - {judge_tasks.app_key(r["app"]) for r in kept} == {"google meet"}
+    assert not any(judge_tasks.excluded_kind(r["instruction"]) for r in kept)
     texts = {r["id"]: r["instruction"] for r in records}
-    assert judge.excluded_kind(texts["user_oriented_task_194"]) == "sentiment"  # "Assess the sentiment ..."
-    assert judge.excluded_kind(texts["user_oriented_task_98"]) == "summarization"
-    assert judge.excluded_kind(texts["user_oriented_task_24"]) is None  # a profile summary template: writing
-    assert judge.select(records, "all", None, 1)[1]["selected"] == 252
+    assert judge_tasks.excluded_kind(texts["user_oriented_task_194"]) == "sentiment"  # "Assess the sentiment ..."
+    assert judge_tasks.excluded_kind(texts["user_oriented_task_98"]) == "summarization"
+    assert judge_tasks.excluded_kind(texts["user_oriented_task_24"]) is None  # a profile summary template: writing
+    assert judge_tasks.select(records, "all", None, 1)[1]["selected"] == 252
 
 
 @needs_data
 def test_limit_is_a_seeded_subset():
-    records = judge.load_items(USER_ORIENTED)
-    pool = {r["id"] for r in judge.select(records, "lamini", None, 1)[0]}
-    a, counts = judge.select(records, "lamini", 10, 1234)
+    records = judge_tasks.load_items(USER_ORIENTED)
+    pool = {r["id"] for r in judge_tasks.select(records, "lamini", None, 1)[0]}
+    a, counts = judge_tasks.select(records, "lamini", 10, 1234)
     assert counts == {**counts, "rule_kept": 119, "selected": 10}
     assert {r["id"] for r in a} <= pool and [r["id"] for r in a] == sorted(r["id"] for r in a)
-    assert a == judge.select(records, "lamini", 10, 1234)[0]
-    assert a != judge.select(records, "lamini", 10, 99)[0]
+    assert a == judge_tasks.select(records, "lamini", 10, 1234)[0]
+    assert a != judge_tasks.select(records, "lamini", 10, 99)[0]
     with pytest.raises(ValueError, match="judge.selection"):
-        judge.select(records, "some", None, 1)
+        judge_tasks.select(records, "some", None, 1)
 
 
 def test_task_text_and_derangement():
-    assert judge.task_text({"instruction": " Fix it. ", "input": " teh cat "}) == "Fix it.\n\nteh cat"
-    assert judge.task_text({"instruction": "Name a colour.", "input": ""}) == "Name a colour."
+    assert judge_tasks.task_text({"instruction": " Fix it. ", "input": " teh cat "}) == "Fix it.\n\nteh cat"
+    assert judge_tasks.task_text({"instruction": "Name a colour.", "input": ""}) == "Name a colour."
     for n in range(2, 30):
-        perm = judge.derangement(n, 7)
+        perm = judge_tasks.derangement(n, 7)
         assert sorted(perm) == list(range(n)) and all(p != i for i, p in enumerate(perm))
-    assert judge.derangement(1, 7) == [] and judge.derangement(10, 7) == judge.derangement(10, 7)
+    assert judge_tasks.derangement(1, 7) == [] and judge_tasks.derangement(10, 7) == judge_tasks.derangement(10, 7)
     items = [{"id": f"t{i}", "reference": f"ref {i}"} for i in range(5)]
-    controls = judge.control_sets(items, 3)
+    controls = judge_tasks.control_sets(items, 3)
     assert all(s["answer"] != f"ref {s['item'][1:]}" for s in controls["shuffled"])
+
+
+def test_an_answer_two_sets_share_is_graded_once_and_read_from_the_cache_after(fault_server, cache):
+    """The grade request depends on the item and the answer, never on which model wrote it: the
+    judge cannot tell the sets apart, and the same answer is not paid for twice (a real client
+    against a local OpenAI-compatible test server; its canned replies parse as no grade)."""
+    from herd.openai_teacher import OpenAITeacher
+
+    server = fault_server()
+    teacher = OpenAITeacher(server.base_url, "judge-model", None, cache, max_in_flight=2, timeout_s=5.0,
+                            max_retries=1)
+    items = [{"id": f"t{i}", "app": "A", "instruction": f"Task {i}.", "input": "", "reference": f"ref {i}"}
+             for i in range(3)]
+    same = [{"item": f"t{i}", "answer": f"answer {i}"} for i in range(3)]
+    sets = {"s/pytorch": same, "s/onnx-int8": [dict(r) for r in same],
+            "s/base": [{"item": "t0", "answer": "other"}]}
+    decoding = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 16}
+    rows, ledger = judge.grade(items, sets, decoding, 1, teacher, {"prompt": 0.0, "completion": 0.0}, 1.0)
+    assert len(rows) == 3 + 3 + 1 + 3 + 3  # every set and both controls get a row per item
+    distinct = 3 + 1 + 3 + 3  # shared answers once; the base's; references; shuffled references
+    assert server.total == distinct and len(ledger) == distinct
+    assert all(r["grade"] is None and r["reason"] for r in rows)  # no grade line: counted, not guessed
+    again = OpenAITeacher(server.base_url, "judge-model", None, cache, max_in_flight=2, timeout_s=5.0,
+                          max_retries=1)
+    judge.grade(items, {"renamed/pytorch": same}, decoding, 1, again, {"prompt": 0.0, "completion": 0.0}, 1.0)
+    assert server.total == distinct and again.stats["generated"] == 0
 
 
 def test_judge_prompt_shows_the_task_and_asks_for_a_grade_line():
@@ -261,8 +288,14 @@ def test_rating_sheet_round_trip(tmp_path):
         row = by(human, "set", s)
         assert row[f"share_{truth[s]}"] == round((row["n"] - row["unparsable"]) / row["n"], 4)
     trust = by(human, "trust", "reference")
-    assert trust["trusted"] and trust["n"] == 12 - sum(  # pairs per (rater, item)
-        1 for i in bad if keymap[read[i]["sheet_id"]]["set"] in ("reference", "shuffled"))
+    assert trust["trusted"] and trust["n"] == 6  # items, each averaged over its raters: not 12 (rater, item) pairs
+    pytorch = by(human, "vs_base", "s/pytorch")
+    assert (pytorch["n"], pytorch["win"], pytorch["delta"]) == (6, 6, 1.0)
+
+    (tmp_path / "bob").mkdir()
+    (tmp_path / "bob" / "alice.csv").write_text((tmp_path / "bob.csv").read_text())
+    with pytest.raises(ValueError, match="share a file name"):  # two raters must not merge into one
+        judge_sheets.read_sheets([tmp_path / "alice.csv", tmp_path / "bob" / "alice.csv"], keymap)
 
 
 def test_sheet_without_a_grade_column_is_an_error(tmp_path):

@@ -67,7 +67,7 @@ def test_gguf_conversion_keeps_the_real_end_token(tmp_path, smollm2_gguf):
 
 
 def test_placement_follows_the_config_and_the_hardware():
-    from herd.students import Placement, placement
+    from herd.placement import Placement, placement
 
     assert placement("s", None, None, "auto", 0, False) == Placement("cpu", 1, "fp32")
     assert placement("s", None, None, "auto", 2, True) == Placement("cuda", 1, "bf16")
@@ -89,7 +89,7 @@ def test_data_parallel_processes_take_the_same_steps_as_one(tmp_path, tokenizer_
     import torch
 
     from herd.assets import build_scratch
-    from herd.students import Placement
+    from herd.placement import Placement
 
     base = tmp_path / "gpt2"
     build_scratch("gpt2", {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 256, "resid_pdrop": 0.0,

@@ -1,8 +1,9 @@
 """Rerun triggers derived from the code.
 
 A rule's `code` param is a hash of its script and of every herd module the script can
-reach through imports: module-level and lazy ones inside functions alike, found by
-reading the source with `ast` (nothing is imported). Adding an import therefore adds a
+reach through imports: module-level and lazy ones inside functions alike, and modules
+named in a string ("herd.llamacpp_probe", run as `python -m`), found by reading the source
+with `ast` (nothing is imported). Adding an import therefore adds a
 module to the trigger; no list is kept by hand.
 """
 
@@ -11,10 +12,12 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import re
 from pathlib import Path
 
 PACKAGE = "herd"
 PACKAGE_DIR = Path(__file__).resolve().parent
+MODULE_NAME = re.compile(r"^herd(\.[A-Za-z_]\w*)+$")
 
 
 def module_file(name: str) -> Path | None:
@@ -63,6 +66,8 @@ def imported_modules(path: Path) -> set[str]:
             found.add(base)
             # `from herd import teacher`: the name may be a module itself
             found.update(_join(base, alias.name) for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_NAME.match(node.value):
+            found.add(node.value[len(PACKAGE) + 1:])  # run by name: `python -m herd.x`, import_module("herd.x")
     return {name for name in found if module_file(name) is not None}
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 # per parameter and token of input plus target.
 FLOPS_PER_PARAM_TOKEN = 6
 FLOPS_PER_PARAM_TOKEN_ENC_DEC = 3
-# dense bf16 peak TFLOP/s by GPU name (the first key found in the device name wins)
+# Dense bf16 peak TFLOP/s per GPU (vendor data sheets, SXM parts), for the MFU in metrics.json;
+# matched against torch.cuda.get_device_name(), first match wins. Unknown GPUs get no MFU.
 GPU_PEAK_TFLOPS = (("H200", 989.0), ("H100", 989.0), ("GH200", 989.0), ("A100", 312.0),
                    ("L40S", 362.0), ("L40", 181.0), ("A10G", 70.0), ("A10", 125.0), ("L4", 121.0), ("A6000", 155.0))
 

@@ -170,6 +170,9 @@ def validate(config: dict, schema_path: Path = SCHEMA, source: str = "config") -
         _check_name(s["source"], f"seed_tasks[{i}].source", source)
     _check_benchmarks(config, source)
     names = [s["name"] for s in config["students"]]
+    if "teacher" in names:  # results/eval.csv and the judge name the teacher's own rows so
+        raise ConfigError(f"{source}: students[{names.index('teacher')}].name: 'teacher' is the teacher's "
+                          "name in the evaluation; choose another")
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{source}: students: duplicate names {dupes}")

@@ -77,17 +77,25 @@ def _paired(a: dict[int, float], b: dict[int, float]) -> np.ndarray:
 
 
 def summarize(items: dict[tuple[str, str], list[dict]], parameters: dict[str, int | None], seed: int,
-              teacher: list[dict] | None = None) -> pd.DataFrame:
+              teacher: list[dict] | None = None, provenance: dict[tuple[str, str], dict[str, str]] | None = None,
+              ) -> pd.DataFrame:
     """One row per (student, task) and per student an `average` over its benchmarks: each
-    variant's score, and each comparison's delta, interval and verdict.
+    variant's score, and each comparison's delta, interval, verdict and number of paired items.
 
     `items` maps (student, variant) to that eval job's item scores; `teacher`, the teacher's
-    item scores on the same benchmarks (the same seeded items), shown in every student's rows."""
+    item scores on the same benchmarks (the same seeded items), shown in every student's rows.
+    `provenance` maps (student, variant) ("teacher", "teacher" for the teacher) to where each
+    task's items came from and how they were prompted: two variants whose items differ there
+    are not compared (an item number alone would pair different questions). An average is
+    compared only when every one of its tasks is."""
+    provenance = provenance or {}
     rows = []
     for student in sorted({s for s, _ in items}):
         own = {v: items[(student, v)] for v in VARIANT_ORDER if (student, v) in items}
+        origin = {v: provenance.get((student, v), {}) for v in own}
         if teacher is not None:
             own[TEACHER] = teacher
+            origin[TEACHER] = provenance.get((TEACHER, TEACHER), {})
         variants = list(own)
         tasks = sorted({r["task"] for v in variants if v != TEACHER for r in own[v]},
                        key=lambda t: (t == ROUGE_TASK, t))
@@ -97,7 +105,8 @@ def summarize(items: dict[tuple[str, str], list[dict]], parameters: dict[str, in
         benchmarks = [t for t in tasks if t != ROUGE_TASK]
         for task in [*tasks, AVERAGE] if benchmarks else tasks:
             group = benchmarks if task == AVERAGE else [task]
-            row = {"student": student, "parameters": parameters.get(student), "task": task,
+            row = {"student": student, "parameters": parameters.get(student),
+                   "teacher_parameters": parameters.get(TEACHER), "task": task,
                    "metric": "mean" if task == AVERAGE else metrics[task]}
             for v in VARIANT_ORDER:
                 per_task = [np.mean(list(scores[(v, t)].values())) for t in group if scores.get((v, t))]
@@ -106,18 +115,30 @@ def summarize(items: dict[tuple[str, str], list[dict]], parameters: dict[str, in
             for variant, against, name in COMPARISONS:
                 if variant not in variants or against not in variants:
                     continue
-                cmp = paired_bootstrap([_paired(scores[(variant, t)], scores[(against, t)]) for t in group],
-                                       seed=derive_seed(seed, "eval_summary", student, task, name))
+                pairs = [_paired(scores[(variant, t)], scores[(against, t)]) for t in group]
+                differ = [t for t in group if origin[variant].get(t, "") != origin[against].get(t, "")]
+                if differ or not all(len(p) for p in pairs):
+                    cmp = {"delta": math.nan, "lo": math.nan, "hi": math.nan, "n": 0}
+                    why = (f"n/a: different items or prompts ({', '.join(differ)})" if differ
+                           else "n/a: a task without paired items")
+                else:
+                    cmp = paired_bootstrap(pairs, seed=derive_seed(seed, "eval_summary", student, task, name))
+                    why = verdict(cmp)
                 row.update({f"{name}": cmp["delta"], f"{name}_lo": cmp["lo"], f"{name}_hi": cmp["hi"],
-                            f"{name}_verdict": verdict(cmp)})
+                            f"{name}_verdict": why, f"{name}_n": cmp["n"]})
             rows.append(row)
     return pd.DataFrame(rows)
 
 
 def count_parameters(model_dir: str | Path) -> int | None:
-    """Parameters of a saved checkpoint, from its safetensors headers (no weights loaded)."""
+    """Parameters of a saved checkpoint, from its safetensors headers, or of a GGUF file, from
+    its tensor table (no weights loaded)."""
     from safetensors import safe_open
 
+    if Path(model_dir).suffix == ".gguf":
+        from gguf import GGUFReader
+
+        return int(sum(int(t.n_elements) for t in GGUFReader(model_dir).tensors))
     files = sorted(Path(model_dir).glob("*.safetensors"))
     if not files:
         return None
@@ -135,7 +156,8 @@ def _pct(x: float) -> str:
 
 def _delta(row: pd.Series, name: str) -> str:
     if name not in row or pd.isna(row.get(name)):
-        return ""
+        why = row.get(name + "_verdict")
+        return why if isinstance(why, str) and why.startswith("n/a:") else ""
     return (f"{100 * row[name]:+.1f} [{100 * row[name + '_lo']:+.1f}, {100 * row[name + '_hi']:+.1f}] "
             f"{row[name + '_verdict']}")
 

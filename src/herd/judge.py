@@ -11,7 +11,6 @@ about the students. Grades that cannot be read are counted, never guessed.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter
@@ -19,31 +18,12 @@ from collections import Counter
 from herd import cost
 from herd.eval_summary import paired_bootstrap, verdict
 from herd.prompts import render_response
-from herd.rng import derive_seed, rng_for
+from herd.judge_tasks import BASE, REFERENCE, SHUFFLED, control_sets, task_text
+from herd.rng import derive_seed
 from herd.teacher import Decoding, Request, Teacher, check_failures
 
 GRADES = "ABCD"
 SCORE = {"A": 4, "B": 3, "C": 2, "D": 1}
-TEACHER, REFERENCE, SHUFFLED = "teacher", "reference", "shuffled"
-CONTROLS = (REFERENCE, SHUFFLED)
-BASE = "base"
-PER_APP = 2  # LaMini: at most two instructions per motivation_app
-
-# LaMini left out NLI, sentiment and summarization tasks. The Self-Instruct file has no task
-# type, so they are recognised by these words in the instruction (case-insensitive). They were
-# chosen by reading all 252 instructions: each pattern names the task as the thing to do, and
-# none hits a task that only mentions the word (a "profile summary" template, a movie plot with
-# a summary, "positive" advice). On the 252 they exclude 12 items (7 summarization, 3 sentiment,
-# 2 NLI); with two per app (app_key: 69 apps) the rule keeps 119 (LaMini reported 114; its exact
-# list is not public).
-EXCLUDE = {
-    "nli": re.compile(r"\b(?:entail\w*|contradict\w*|premises?|hypothes[ie]s|follows? from|true or false"
-                      r"|correctness of the given statement|prove the following statement)\b", re.IGNORECASE),
-    "sentiment": re.compile(r"\b(?:sentiment|positive\b.{0,40}\bnegative|negative\b.{0,40}\bpositive"
-                            r"|how many stars)", re.IGNORECASE),
-    "summarization": re.compile(r"\b(?:summari[sz](?:e|es|ed|ing|ation)|summary of|tl;?dr)\b", re.IGNORECASE),
-}
-
 JUDGE_SYSTEM = "You are a strict, fair grader of answers written by AI assistants."
 
 _JUDGE_PROMPT = """Grade how well the answer below completes the task, on this scale:
@@ -65,114 +45,6 @@ D: the answer is off topic, wrong or meaningless as a reply to this task.
 First explain your judgement in one to three sentences. Then write one last line of the form
 Grade: X
 where X is exactly one of the letters A, B, C or D."""
-
-
-# ---------------------------------------------------------------- items and their selection
-
-
-def load_items(path) -> list[dict]:
-    """The items of a Self-Instruct user-oriented file (JSONL: id, motivation_app, instruction,
-    instances[{input, output}]): {id, app, instruction, input, reference}, the first instance's
-    input and human-written output. A malformed line is an error naming the file and line."""
-    items, seen = [], {}
-    try:
-        fh = open(path, encoding="utf-8")  # noqa: SIM115 (closed by the with below)
-    except FileNotFoundError as exc:
-        raise ValueError(f"judge.instructions: file {path} not found (null turns the judge off)") from exc
-    with fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno} (judge.instructions)"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg})") from exc
-            if not isinstance(rec, dict):
-                raise ValueError(f"{where}: a record must be a JSON object")  # noqa: TRY004 (a data error)
-            for key in ("id", "motivation_app", "instruction"):
-                if not isinstance(rec.get(key), str) or not rec[key].strip():
-                    raise ValueError(f"{where}: {key!r} must be a non-empty string")
-            inst = rec.get("instances")
-            if (not isinstance(inst, list) or not inst or not isinstance(inst[0], dict)
-                    or not all(isinstance(inst[0].get(k), str) for k in ("input", "output"))):
-                raise ValueError(f"{where}: 'instances' must be a non-empty list of objects with string "
-                                 "'input' and 'output'")
-            if not inst[0]["output"].strip():
-                raise ValueError(f"{where}: the first instance has no output (the reference answer)")
-            if rec["id"] in seen:
-                raise ValueError(f"{where}: id {rec['id']!r} repeats line {seen[rec['id']]}")
-            seen[rec["id"]] = lineno
-            items.append({"id": rec["id"], "app": rec["motivation_app"].strip(), "instruction": rec["instruction"],
-                          "input": inst[0]["input"], "reference": inst[0]["output"]})
-    if not items:
-        raise ValueError(f"{path} (judge.instructions): no items")
-    return items
-
-
-def excluded_kind(instruction: str) -> str | None:
-    """The kind of task LaMini left out (nli, sentiment, summarization) that `instruction` is, or None."""
-    return next((kind for kind, pattern in EXCLUDE.items() if pattern.search(instruction)), None)
-
-
-def app_key(app: str) -> str:
-    """An app's name for the quota: the file spells some apps two ways ("yelp" and "Yelp",
-    "(Wolfram alpha)?" and "Wolfram alpha")."""
-    return re.sub(r"[^a-z0-9]+", " ", app.lower()).strip()
-
-
-def select(records: list[dict], rule: str, limit: int | None, seed: int) -> tuple[list[dict], dict]:
-    """The items to evaluate and the counts of the selection. `rule` "lamini": drop the excluded
-    kinds, then keep the first PER_APP items of each app in file order; "all": every item. Then
-    a seeded random `limit` of them (None: all), sorted by id."""
-    counts: Counter = Counter(read=len(records))
-    if rule == "all":
-        kept = list(records)
-    elif rule == "lamini":
-        kept, per_app = [], Counter()
-        for rec in records:
-            kind = excluded_kind(rec["instruction"])
-            if kind:
-                counts[f"excluded_{kind}"] += 1
-            elif per_app[app_key(rec["app"])] >= PER_APP:
-                counts["excluded_app_quota"] += 1
-            else:
-                per_app[app_key(rec["app"])] += 1
-                kept.append(rec)
-    else:
-        raise ValueError(f"judge.selection: unknown rule {rule!r} (use lamini or all)")
-    counts["rule_kept"] = len(kept)
-    if limit is not None and limit < len(kept):
-        kept = rng_for(seed, "judge", "select").sample(kept, limit)
-    kept = sorted(kept, key=lambda r: r["id"])
-    counts["selected"] = len(kept)
-    return kept, dict(counts)
-
-
-def task_text(item: dict) -> str:
-    """The prompt an answerer sees: the instruction, then the input after a blank line (as
-    herd's re-answered seed rows are written)."""
-    inp = item["input"].strip()
-    return f"{item['instruction'].strip()}\n\n{inp}" if inp else item["instruction"].strip()
-
-
-def derangement(n: int, seed: int) -> list[int]:
-    """A seeded permutation with no fixed point (Sattolo's algorithm: one cycle); [] below 2."""
-    if n < 2:
-        return []
-    perm, rng = list(range(n)), rng_for(seed, "judge", "derangement")
-    for i in range(n - 1, 0, -1):
-        j = rng.randrange(i)
-        perm[i], perm[j] = perm[j], perm[i]
-    return perm
-
-
-def control_sets(items: list[dict], seed: int) -> dict[str, list[dict]]:
-    """The judge's controls: each item's reference answer, and another item's reference answer."""
-    perm = derangement(len(items), seed)
-    return {REFERENCE: [{"item": it["id"], "answer": it["reference"]} for it in items],
-            SHUFFLED: [{"item": it["id"], "answer": items[j]["reference"], "from_item": items[j]["id"]}
-                       for it, j in zip(items, perm)]}
 
 
 # ---------------------------------------------------------------- asking the teacher
@@ -207,10 +79,14 @@ def grade(items: list[dict], answer_sets: dict[str, list[dict]], decoding: dict,
     todo = [(name, row) for name in sorted(sets) for row in sorted(sets[name], key=lambda r: r["item"])
             if row["item"] in by_id]
     dec = Decoding(**decoding)
-    requests = [Request(judge_messages(by_id[row["item"]], row["answer"]), dec,
-                        derive_seed(seed, "judge", "grade", name, row["item"])) for name, row in todo]
-    answers = teacher.answer(requests, desc="judge grades")
-    ledger = cost.ledger_rows(teacher, requests, answers, "judge", usd_per_m)
+    # the seed follows the item and the answer, not the set's name: an answer two variants share
+    # (or a renamed student's) is graded once and read from the cache after
+    distinct = list(dict.fromkeys((row["item"], row["answer"]) for _, row in todo))
+    requests = [Request(judge_messages(by_id[item], answer), dec, derive_seed(seed, "judge", "grade", item, answer))
+                for item, answer in distinct]
+    graded = dict(zip(distinct, teacher.answer(requests, desc="judge grades")))
+    answers = [graded[(row["item"], row["answer"])] for _, row in todo]
+    ledger = cost.ledger_rows(teacher, requests, list(graded.values()), "judge", usd_per_m)  # one row per request
     check_failures(answers, max_failed_fraction, "judge_grade")
     rows = []
     for (name, row), ans in zip(todo, answers):
@@ -265,8 +141,14 @@ def parse_grade(text: str | None) -> tuple[str | None, str]:
 # ---------------------------------------------------------------- the summary
 
 
-def _unit(row: dict) -> tuple:
-    return (row.get("rater", ""), row["item"])  # several human raters: one rating each
+def _item_scores(rows: list[dict]) -> dict[str, float]:
+    """Each item's score, averaged over its raters: raters of one item are not independent
+    draws, so the bootstrap resamples items, never (rater, item) pairs."""
+    by_item: dict[str, list[int]] = {}
+    for r in rows:
+        if r["grade"]:
+            by_item.setdefault(r["item"], []).append(SCORE[r["grade"]])
+    return {item: sum(v) / len(v) for item, v in by_item.items()}
 
 
 def _set_row(name: str, rows: list[dict]) -> dict:
@@ -284,9 +166,8 @@ def _set_row(name: str, rows: list[dict]) -> dict:
 
 
 def _paired(a: list[dict], b: list[dict], seed: int, *parts) -> dict:
-    """Score of `a` minus `b` on the units graded in both: win/tie/loss and the paired interval."""
-    sa = {_unit(r): SCORE[r["grade"]] for r in a if r["grade"]}
-    sb = {_unit(r): SCORE[r["grade"]] for r in b if r["grade"]}
+    """Score of `a` minus `b` on the items graded in both: win/tie/loss and the paired interval."""
+    sa, sb = _item_scores(a), _item_scores(b)
     deltas = [sa[u] - sb[u] for u in sorted(sa.keys() & sb.keys())]
     boot = paired_bootstrap([deltas], seed=derive_seed(seed, "judge", *parts)) if deltas else paired_bootstrap([])
     return {"win": sum(d > 0 for d in deltas), "tie": sum(d == 0 for d in deltas),

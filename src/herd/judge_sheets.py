@@ -64,8 +64,13 @@ def read_sheets(paths: list[str], key: dict[str, dict]) -> tuple[list[dict], lis
     ignored); a blank or any other value is reported with file and row and counted as missing
     (grade None). A sheet id not in the key, or given twice in one file, is reported and skipped."""
     rows, problems = [], []
-    for path in paths:
-        rater, seen = Path(path).stem, set()
+    stems = [Path(p).stem for p in paths]
+    twice = sorted({str(p) for p, stem in zip(paths, stems) if stems.count(stem) > 1})
+    if twice:  # a rater is named by the file name: two raters' sheets must not merge
+        raise ValueError(f"judge.human_sheets: {', '.join(twice)} share a file name; name each rater's "
+                         "sheet differently (e.g. alice.csv, bob.csv)")
+    for path, rater in zip(paths, stems):
+        seen = set()
         for line, rec in enumerate(_read_csv(path, ("sheet_id", "grade"), "judge.human_sheets"), 2):
             sid = (rec["sheet_id"] or "").strip()
             where = f"{path}:{line} (sheet_id {sid or '?'})"

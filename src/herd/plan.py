@@ -204,10 +204,11 @@ def plan_from_config(config: dict) -> dict:
         reanswer_words = ((reanswer_words or 0) * local_rows + remote_words * remote_reanswer) / reanswer
     judge_items = []
     if config.get("judge", {}).get("instructions"):  # the same items the judge_items job selects
-        from herd import judge
+        from herd import judge_tasks
 
         j = config["judge"]
-        judge_items = judge.select(judge.load_items(j["instructions"]), j["selection"], j["limit"], config["seed"])[0]
+        judge_items = judge_tasks.select(judge_tasks.load_items(j["instructions"]), j["selection"], j["limit"],
+                                         config["seed"])[0]
     return plan(config, sample, mean_words, config["plan"]["keep_fraction"], reanswer_rows=reanswer,
                 reanswer_words=reanswer_words, passthrough_rows=passthrough, uncounted=uncounted + uncounted_pt,
                 per_prompt=asked, judge_items=judge_items)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import socket
 import tempfile
 import time
@@ -31,16 +30,13 @@ from tqdm import tqdm
 
 from herd import logs
 from herd.compute import gpu_peak_tflops, training_flops
+from herd.placement import Placement
 from herd.io import atomic_dir
 from herd.prompts import student_prompt
 
 log = logging.getLogger(__name__)
 
 IGNORE = -100
-
-# Dense bf16 peak TFLOP/s per GPU (vendor data sheets, SXM parts), for the MFU in metrics.json;
-# matched against torch.cuda.get_device_name(), first match wins. Unknown GPUs get no MFU.
-
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -53,49 +49,6 @@ class TrainConfig:
     weight_decay: float
     max_steps: int | None  # optimizer steps; None: run the epochs
     seed: int
-
-
-@dataclass(frozen=True)
-class Placement:
-    device: str = "cpu"  # "cpu" or "cuda"
-    processes: int = 1  # data-parallel workers (one per GPU on CUDA)
-    precision: str = "fp32"  # "fp32" or "bf16" (autocast; weights and optimizer stay fp32)
-
-
-def placement(name: str, gpus: int | None, processes: int | None, precision: str,
-              cuda_devices: int, bf16_supported: bool) -> Placement:
-    """Where student `name` trains, from its config and what this job can see.
-
-    gpus unset: one GPU when the job sees one, else the CPU. gpus 0: the CPU.
-    gpus N: N GPUs, an error when the job sees fewer. processes: data-parallel
-    workers, one per GPU (the only choice on GPUs); on the CPU it may be more than 1.
-    precision auto: bf16 on GPUs that support it, else fp32."""
-    key = f"students.{name}"
-    if gpus is None:
-        gpus = 1 if cuda_devices else 0
-    if gpus > cuda_devices:
-        raise RuntimeError(
-            f"{key}.gpus is {gpus} but this job sees {cuda_devices} CUDA device(s) "
-            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}); "
-            "ask the cluster for them (profiles/slurm: rule students gets resources gpu) or set gpus: 0")
-    if gpus:
-        if processes not in (None, gpus):
-            raise RuntimeError(f"{key}.processes is {processes}; on GPUs it is one per GPU ({gpus})")
-        processes = gpus
-    processes = processes or 1
-    if precision == "auto":
-        precision = "bf16" if gpus and bf16_supported else "fp32"
-    elif precision == "bf16" and gpus and not bf16_supported:
-        raise RuntimeError(f"{key}.precision is bf16 but this GPU has no bf16; use fp32")
-    return Placement("cuda" if gpus else "cpu", processes, precision)
-
-
-def local_placement(cfg: dict) -> Placement:
-    """`placement` for this job's hardware."""
-    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    bf16 = bool(cuda) and torch.cuda.is_bf16_supported()
-    return placement(cfg["name"], cfg.get("gpus"), cfg.get("processes"), cfg.get("precision", "auto"),
-                     cuda, bf16)
 
 
 def encode_causal(tok, instruction: str, response: str, max_length: int) -> dict:
