@@ -142,12 +142,13 @@ def slurm_run(slurm, tmp_path_factory, request):
 def test_tiny_run_goes_through_slurm(slurm_run):
     project = slurm_run["project"]
     table = pd.read_csv(project / "results/eval.csv")
-    assert len(table) > 0 and set(table["student"]) == {"smollm2-135m", "t5-tiny"}
+    assert len(table) > 0 and set(table["student"]) == {"smollm2-135m", "t5-tiny", "teacher"}
 
     # every job was an sbatch job: the plugin writes one log per SLURM job, by rule or group
     logs = project / ".snakemake/slurm_logs"
     by_dir = {d.name: sorted(d.rglob("*.log")) for d in logs.iterdir() if d.is_dir()}
-    for rule in ["student_base", "filter", "dataset", "diversity", "students", "export", "eval", "eval_table"]:
+    for rule in ["student_base", "filter", "dataset", "diversity", "students", "export", "eval", "eval_teacher",
+                 "judge_grade", "eval_table"]:
         assert by_dir.get(f"rule_{rule}"), f"no SLURM log for rule {rule}: {sorted(by_dir)}"
     # the teacher's shards (2 instruction shards, 2 response shards) ran as one group job each
     for group in ["instructions", "responses"]:

@@ -20,14 +20,19 @@ def test_eval_table_has_every_student_variant_task_and_metric(tiny_run):
     table = pd.read_csv(tiny_run / "results/eval.csv")
     for col in ["student", "variant", "task", "metric", "value", "n", "model_size_mb", "status"]:
         assert col in table.columns
-    assert set(table["student"]) == {"smollm2-135m", "t5-tiny"}
-    assert set(table["variant"]) == {"base", "pytorch", "onnx-int8"}
+    assert set(table["student"]) == {"smollm2-135m", "t5-tiny", "teacher"}
+    assert set(table["variant"]) == {"base", "pytorch", "onnx-int8", "teacher"}
+    assert set(table[table["student"] == "teacher"]["variant"]) == {"teacher"}  # scored once
     for (student, variant), group in table.groupby(["student", "variant"]):
         acc = group[group["metric"] == "acc"]
         assert set(acc["task"]) == {"arc_easy", "boolq", "piqa"}, (student, variant)
         assert (acc["n"] == 5).all() and acc["value"].between(0, 1).all()
         assert (acc["status"] == "ok").all()
+        assert (group["source"].str.startswith("local ") | (group["task"] == "teacher_rougeL")).all()
         rouge = group[group["task"] == "teacher_rougeL"]
+        if student == "teacher":  # it wrote the references
+            assert rouge.empty
+            continue
         assert len(rouge) == 1 and 0 <= rouge["value"].iloc[0] <= 1 and rouge["n"].iloc[0] >= 1
     # base -> distilled -> int8, compared item by item with paired intervals
     summary = pd.read_csv(tiny_run / "results/eval_summary.csv")
@@ -43,8 +48,13 @@ def test_eval_table_has_every_student_variant_task_and_metric(tiny_run):
         piqa = group[group["task"] == "piqa"].iloc[0]
         for variant in ["base", "pytorch", "onnx-int8"]:
             assert piqa[variant] == pytest.approx(acc[acc["variant"] == variant]["value"].iloc[0])
-    assert summary["parameters"].gt(0).all()
-    assert "distilled - base" in (tiny_run / "results/eval_summary.md").read_text()
+        teacher_piqa = table[(table["student"] == "teacher") & (table["metric"] == "acc") & (table["task"] == "piqa")]
+        assert piqa["teacher"] == pytest.approx(teacher_piqa["value"].iloc[0])
+        assert piqa["distilled_vs_teacher_n"] == 5  # the same five items
+    assert summary["parameters"].gt(0).all() and summary["teacher_parameters"].gt(4e8).all()
+    text = (tiny_run / "results/eval_summary.md").read_text()
+    assert "distilled - base" in text and "distilled - teacher" in text
+    assert "## Instruction following, graded by the judge" in text and "reference" in text
     sizes = table.groupby(["student", "variant"])["model_size_mb"].first()
     for student in ["smollm2-135m", "t5-tiny"]:
         assert sizes[(student, "onnx-int8")] < sizes[(student, "pytorch")]
