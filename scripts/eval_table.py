@@ -34,6 +34,6 @@ with atomic_path(out.summary) as tmp:
 md = eval_summary.markdown(summary)
 if "judge" in inputs.keys() and inputs.judge:  # the judge's grades, beside the benchmarks
     judge_md = Path(inputs.judge[0]).with_suffix(".md").read_text(encoding="utf-8")
-    md += "\n## Instruction following, graded by the judge (results/judge/summary.md)\n\n" + judge_md.split("\n", 1)[1]
+    md += "\n## Instruction following, graded by the judge (results/judge/summary.md)\n\n" + judge_md.split("\n", 1)[1].lstrip("\n")
 io.write_text(out.summary_md, md)
 logging.info("eval summary:\n%s", md)

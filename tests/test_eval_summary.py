@@ -74,7 +74,9 @@ def test_the_teacher_is_compared_with_each_student_on_the_same_items():
     assert piqa["teacher"] == 1.0 and piqa["n"] == 40
     assert piqa["distilled_vs_teacher"] == pytest.approx(student.mean() - 1)
     assert piqa["distilled_vs_teacher_verdict"] == "lower"
-    assert math.isnan(summary.loc["teacher_rougeL", "teacher"])  # the teacher wrote the references
+    assert math.isnan(summary.loc["teacher_rougeL", "teacher"])  # the teacher wrote the references:
+    assert math.isnan(summary.loc["teacher_rougeL", "distilled_vs_teacher"])  # nothing to compare, and no n/a text
+    assert not isinstance(summary.loc["teacher_rougeL", "distilled_vs_teacher_verdict"], str)
     assert summary.loc["average", "teacher"] == 1.0
     header = eval_summary.markdown(summary.reset_index()).split("\n")[4]
     assert "| distilled | teacher | distilled - base | distilled - teacher |" in header

@@ -115,6 +115,8 @@ def summarize(items: dict[tuple[str, str], list[dict]], parameters: dict[str, in
             for variant, against, name in COMPARISONS:
                 if variant not in variants or against not in variants:
                     continue
+                if task != AVERAGE and not (scores[(variant, task)] and scores[(against, task)]):
+                    continue  # one side has no score here (the teacher on its own references): no comparison
                 pairs = [_paired(scores[(variant, t)], scores[(against, t)]) for t in group]
                 differ = [t for t in group if origin[variant].get(t, "") != origin[against].get(t, "")]
                 if differ or not all(len(p) for p in pairs):

@@ -59,7 +59,21 @@ def _right_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.
     return ids, mask
 
 
-class HerdLM(TemplateLM):
+class ChoicesOnly:
+    """lm-eval's other two request kinds, refused: herd's adapters score (context, continuation)
+    pairs, which is what zero-shot multiple-choice tasks ask (herd.evaluation never sends them
+    the others: such tasks get an `unsupported` row)."""
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError(f"{type(self).__name__} scores multiple-choice tasks only; perplexity tasks "
+                                  "(loglikelihood_rolling) are not supported")
+
+    def generate_until(self, requests, disable_tqdm: bool = False):
+        raise NotImplementedError(f"{type(self).__name__} scores multiple-choice tasks only; generative lm-eval "
+                                  "tasks (generate_until) are not supported")
+
+
+class HerdLM(ChoicesOnly, TemplateLM):
     """lm-eval `LM` over a Hugging Face-style model (PyTorch or ONNX Runtime).
 
     Tokenisation follows lm-eval's `TemplateLM`: trailing whitespace of the
@@ -158,16 +172,6 @@ class HerdLM(TemplateLM):
                        decoder_input_ids=dec_ids.to(self._device)).logits
         )
         return [self._sum_and_greedy(logits[row, : len(cont)], cont) for row, (_, cont) in enumerate(pairs)]
-
-    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
-        raise NotImplementedError(
-            "HerdLM scores multiple-choice tasks only; perplexity tasks (loglikelihood_rolling) are not supported"
-        )
-
-    def generate_until(self, requests, disable_tqdm: bool = False):
-        raise NotImplementedError(
-            "HerdLM scores multiple-choice tasks only; generative lm-eval tasks (generate_until) are not supported"
-        )
 
 
 class InstructionTemplateLM(LM):

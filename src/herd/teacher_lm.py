@@ -34,7 +34,7 @@ NO_LOGLIKELIHOOD = ("openai", "vllm")  # backends that only return generated tex
 DEFAULT_N_CTX = 2048
 
 
-class LlamaCppLM(TemplateLM):
+class LlamaCppLM(lm_adapter.ChoicesOnly, TemplateLM):
     """lm-eval `LM` over a `llama_cpp.Llama` loaded with `logits_all=True`.
 
     Tokenisation follows `HerdLM`: lm-eval's `TemplateLM` splits context and
@@ -133,16 +133,6 @@ class LlamaCppLM(TemplateLM):
         target = np.asarray(targets)
         picked = rows[np.arange(len(targets)), target]
         return float((picked - logz).sum()), bool((rows.argmax(axis=1) == target).all())
-
-    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
-        raise NotImplementedError(
-            "LlamaCppLM scores multiple-choice tasks only; perplexity tasks (loglikelihood_rolling) are not supported"
-        )
-
-    def generate_until(self, requests, disable_tqdm: bool = False):
-        raise NotImplementedError(
-            "LlamaCppLM scores multiple-choice tasks only; generative lm-eval tasks (generate_until) are not supported"
-        )
 
 
 # ---------------------------------------------------------------- loading
