@@ -78,6 +78,7 @@ def test_the_teacher_is_compared_with_each_student_on_the_same_items():
     assert math.isnan(summary.loc["teacher_rougeL", "distilled_vs_teacher"])  # nothing to compare, and no n/a text
     assert not isinstance(summary.loc["teacher_rougeL", "distilled_vs_teacher_verdict"], str)
     assert summary.loc["average", "teacher"] == 1.0
+    assert "teacher_parameters" in summary and summary["teacher_parameters"].isna().all()
     header = eval_summary.markdown(summary.reset_index()).split("\n")[4]
     assert "| distilled | teacher | distilled - base | distilled - teacher |" in header
 

@@ -179,6 +179,8 @@ def markdown(summary: pd.DataFrame) -> str:
               "bootstrap interval over the same items; `higher`/`lower` when the interval excludes 0. "
               "`average` is the mean over the benchmarks (each by its `metric`), as the LaMini-LM paper "
               "reports it."), "",
+             *([f"The teacher has {summary['teacher_parameters'].dropna().iloc[0] / 1e6:.1f}M parameters.", ""]
+               if "teacher_parameters" in summary and summary["teacher_parameters"].notna().any() else []),
              "| student | parameters | task | metric | n | " + " | ".join(label for _, label in shown + deltas) + " |",
              "|---|---|---|---|---|" + "---|" * (len(shown) + len(deltas))]
     for _, r in summary.iterrows():
