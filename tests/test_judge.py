@@ -358,7 +358,11 @@ def check_judge_targets(project):
     assert set(sets) == expected and set(sets.values()) == {3}
     assert all(g["rationale"] and (g["grade"] in tuple("ABCD")) == (g["reason"] == "ok") for g in grades)
     ledger = [json.loads(line) for line in (out / "ledger.jsonl").read_text().splitlines()]
-    assert len(ledger) == len(grades) and {r["stage"] for r in ledger} == {"judge"}
+    # one request (and ledger row) per distinct (item, answer): an answer two sets share is graded once
+    distinct = {(g["item"], g["answer"]) for g in grades}
+    assert len(ledger) == len(distinct) <= len(grades) and {r["stage"] for r in ledger} == {"judge"}
+    for key in distinct:
+        assert len({g["grade"] for g in grades if (g["item"], g["answer"]) == key}) == 1
     text = (out / "summary.md").read_text()
     assert ("Trust check passed" in text) != ("NOT trustworthy" in text)
     with open(out / "rating_sheet.csv", newline="") as fh:
