@@ -131,14 +131,15 @@ def _model_params(use_extra_bufts: bool):
             lc.llama_model_default_params = original
 
 
-def load_llama(path: str | Path, kernels: str, *, n_ctx: int, threads: int):
-    """A llama_cpp.Llama on `path` with the chosen kernels ("fast" or "safe")."""
+def load_llama(path: str | Path, kernels: str, *, n_ctx: int, threads: int, **options):
+    """A llama_cpp.Llama on `path` with the chosen kernels ("fast" or "safe"); `options` go to
+    Llama as they are (e.g. logits_all for scoring)."""
     from llama_cpp import Llama
 
     if kernels not in ("fast", "safe"):
         raise ValueError(f"kernels must be fast or safe, not {kernels!r} (choose with llamacpp_kernels)")
     with _model_params(use_extra_bufts=kernels == "fast"):
-        return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False)
+        return Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False, **options)
 
 
 def run_child(cmd: list[str], timeout: float = PROBE_TIMEOUT_S) -> ChildResult:

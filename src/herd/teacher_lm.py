@@ -140,18 +140,14 @@ class LlamaCppLM(lm_adapter.ChoicesOnly, TemplateLM):
 
 def load_llamacpp(gguf_path: str | Path, cpu_kernels: str, cache_dir: str | Path, n_ctx: int, threads: int):
     """A llama_cpp.Llama with logits for every position, on the kernels this host runs (herd.native)."""
-    from llama_cpp import Llama
-
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
         raise FileNotFoundError(f"teacher GGUF {gguf_path} does not exist (built by rule teacher_model from teacher.model)")
     # tried in a child process first: a kernel this host cannot execute kills the child, not this job
     kernels = native.llamacpp_kernels(gguf_path, cpu_kernels, cache_dir, threads)
     log.info("llama.cpp: %s kernels (teacher.cpu_kernels: %s)", kernels, cpu_kernels)
-    # as native.load_llama, plus logits_all (that function takes no extra Llama arguments)
-    with native._model_params(use_extra_bufts=kernels == "fast"):
-        return Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                     logits_all=True, verbose=False)
+    return native.load_llama(gguf_path, kernels, n_ctx=n_ctx, threads=threads, n_threads_batch=threads,
+                             logits_all=True)
 
 
 def load_transformers(model_path: str | Path, threads: int) -> evaluation.HerdLM:
