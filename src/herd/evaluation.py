@@ -165,6 +165,14 @@ def _first_metric(cfg: dict) -> str:
     return next((m for m in metrics if isinstance(m, str)), "acc")
 
 
+def status_row(task: str, status: str, root: Path | None, prompt: str) -> dict:
+    """The one NaN row of a task that was not scored (status says why), with the columns
+    run_benchmarks gives every row: for scorers that never reach lm-eval (a teacher backend
+    without log-likelihoods)."""
+    return {**_row(task, _first_metric(benchmarks.builtin_config(task)), status=status),
+            "source": benchmarks.data_source(task, root), "prompt": prompt}
+
+
 def _unsupported(output_type: str | None) -> str | None:
     if output_type in UNSUPPORTED_OUTPUT_TYPES:
         return f"unsupported: {output_type} tasks are not scored by herd"

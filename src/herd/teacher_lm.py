@@ -23,7 +23,7 @@ import numpy as np
 from lm_eval.api.model import TemplateLM
 from tqdm import tqdm
 
-from herd import benchmarks, evaluation, lm_adapter, native
+from herd import evaluation, lm_adapter, native
 from herd.io import dir_size_mb
 from herd.prompts import student_prompt
 
@@ -207,9 +207,7 @@ def evaluate_teacher(teacher_cfg: dict, manifest: dict, gguf_path: str | Path | 
         status = f"unsupported: teacher backend {backend} gives no prompt log-likelihoods"
         log.warning("%s (teacher.backend); the teacher's benchmark rows say so", status)
         prompt = lm_adapter.INSTRUCTION_TEMPLATE if instruction_template else lm_adapter.PLAIN
-        rows = [{"task": t, "metric": evaluation._first_metric(benchmarks.builtin_config(t)), "value": math.nan,
-                 "stderr": math.nan, "n": 0, "status": status, "source": benchmarks.data_source(t, root),
-                 "prompt": prompt} for t in tasks]
+        rows = [evaluation.status_row(t, status, root, prompt) for t in tasks]
         size_mb = math.nan
     else:
         lm, size_mb = teacher_lm(teacher_cfg, gguf_path, threads)
