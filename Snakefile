@@ -20,6 +20,9 @@ import herd.plan  # noqa: E402
 
 configfile: "config.yaml"
 
+# `snakemake --report`: the run's front page (rules/report.smk draws its figures)
+report: "config/report/workflow.rst"
+
 try:
     herd.config.validate(config, source="config (config.yaml and any --configfile/--config)")
 except herd.config.ConfigError as err:
@@ -66,6 +69,8 @@ include: "rules/export.smk"
 include: "rules/judge.smk"
 include: "rules/eval.smk"
 include: "rules/eval_teacher.smk"
+include: "rules/release.smk"
+include: "rules/report.smk"
 
 
 _STARTED = time.time()

@@ -173,3 +173,15 @@ def judge_targets():
     if config["judge"]["human_sheets"]:
         files.append("results/judge/human_summary.csv")
     return files
+
+
+# ---- the run report (rules/report.smk)
+REPORT_CAPTIONS = "../config/report"
+
+
+def teacher_ledgers():
+    """Every ledger of teacher requests: generation, responses and, when on, the judge."""
+    files = [p.replace(".jsonl", ".ledger.jsonl") for p in [*instruction_shards(), *response_shards()]]
+    if judge_enabled():
+        files += ["results/judge/answers/teacher.ledger.jsonl", "results/judge/ledger.jsonl"]
+    return files

@@ -11,9 +11,9 @@ rule diversity:
         filter_stats="results/filter/stats.json",
         seeds=seed_files(),
     output:
-        summary=report("results/diversity/summary.json", category="Diversity",
+        summary=report("results/diversity/summary.json", category="3. Diversity",
                        caption="../config/report/diversity.rst", labels={"figure": "summary (JSON)"}),
-        plot=report("results/diversity/map.png", category="Diversity",
+        plot=report("results/diversity/map.png", category="3. Diversity",
                     caption="../config/report/diversity.rst", labels={"figure": "t-SNE map"}),
     log:
         "logs/diversity/diversity.log",

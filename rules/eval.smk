@@ -43,6 +43,9 @@ rule eval_table:
         diversity="results/diversity/summary.json",
         card="results/dataset/README.md",
         parity=expand("results/export/{student}/parity.json", student=student_names()),
+        # folders a user can pick up (checkpoints with model cards) and answers for people to read
+        release=expand("results/models/{student}", student=student_names()),
+        samples="results/samples.md",
     output:
         table="results/eval.csv",
         summary="results/eval_summary.csv",
@@ -52,6 +55,8 @@ rule eval_table:
     params:
         seed=config["seed"],
         students=student_names(),
+        # the int8 gate's benchmark half (export.int8.gate.max_benchmark_drop) and what a failure does
+        int8=config["export"]["int8"],
         code=script_code("eval_table.py"),
     conda:
         "../envs/herd.yaml"

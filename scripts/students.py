@@ -1,4 +1,7 @@
-"""Fine-tune one student (on the GPUs the job was given, else the CPU)."""
+"""Fine-tune one student (on the GPUs the job was given, else the CPU); a rerun after a kill or
+a requeue resumes from results/students/{student}/checkpoint."""
+from pathlib import Path
+
 from herd import io, logs, placement, students
 from herd.rng import derive_seed
 
@@ -8,13 +11,14 @@ def main(snakemake):
     cfg = snakemake.params.cfg
     train_cfg = students.TrainConfig(
         **{k: cfg[k] for k in ("learning_rate", "epochs", "batch_size", "grad_accum", "max_length",
-                               "warmup_ratio", "weight_decay", "max_steps")},
+                               "warmup_ratio", "weight_decay", "max_steps", "batching", "checkpoint_every")},
         seed=derive_seed(snakemake.params.seed, "students", cfg["name"]),
     )
     metrics = students.train(snakemake.input.base, io.read_jsonl(snakemake.input.train),
                              io.read_jsonl(snakemake.input.validation), train_cfg, snakemake.output.model,
                              place=placement.local_placement(cfg), threads=snakemake.threads,
-                             log_path=snakemake.log[0])
+                             log_path=snakemake.log[0],
+                             checkpoint=Path(snakemake.output.model).parent / "checkpoint")
     io.write_json(snakemake.output.metrics, metrics)
 
 

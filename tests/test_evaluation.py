@@ -12,6 +12,8 @@ from lm_eval.api.instance import Instance
 from herd import benchmarks, evaluation
 from herd.assets import build_scratch
 from herd.io import dir_size_mb, read_jsonl, write_jsonl
+from herd.prompts import student_prompt
+from herd.students import encode_causal
 
 ROOT = Path(__file__).parents[2] / "shared/data/benchmarks"
 needs_data = pytest.mark.skipif(not ROOT.is_dir(), reason=f"benchmark data not found at {ROOT}")
@@ -475,15 +477,22 @@ def test_generate_batches_by_length_and_keeps_input_order(models, monkeypatch):
     model, tokenizer = evaluation.load_variant("pytorch", models["gpt2"])
     prompts = [prompt("Hi."), prompt(" ".join(["Describe the water cycle in detail."] * 6)),
                prompt("Name a colour."), prompt(" ".join(["List the planets of the solar system."] * 5))]
-    lengths = [len(tokenizer(p)["input_ids"]) for p in prompts]
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     single = [evaluation.generate(model, tokenizer, [p], max_new_tokens=5)[0] for p in prompts]
-    shapes, real_generate = [], model.generate
+    shapes, inputs, real_generate = [], [], model.generate
 
-    def recording_generate(**kwargs):  # the real generate, its input shape noted
+    def recording_generate(**kwargs):  # the real generate, its input noted
         shapes.append(tuple(kwargs["input_ids"].shape))
+        inputs.append(kwargs["input_ids"][0].tolist())
         return real_generate(**kwargs)
 
     monkeypatch.setattr(model, "generate", recording_generate)
+    evaluation.generate(model, tokenizer, [student_prompt("Hi.")], max_new_tokens=5)
+    # the prompt's tokens are exactly training's (herd.students.encode_causal): no added start token
+    assert tokenizer.bos_token_id is not None and tokenizer("Hi.")["input_ids"][0] == tokenizer.bos_token_id
+    trained = encode_causal(tokenizer, "Hi.", "", 10_000)
+    assert inputs.pop() == trained["input_ids"][: trained["labels"].count(-100)]
+    shapes.clear()
     batched = evaluation.generate(model, tokenizer, prompts, max_new_tokens=5, batch_size=2)
     assert batched == single
     assert len(set(single)) > 1  # the check can tell answers apart

@@ -1,4 +1,4 @@
-"""ONNX fp32 / int8 export of tiny scratch students (GPT-2 and T5 architectures)."""
+"""ONNX fp32 / int8 export of tiny scratch students (GPT-2 and T5 architectures), its flavours and gates."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from herd import assets, export
+from herd import assets, export, quantize
 from herd.io import read_json
 
 TINY_ARCH = {
@@ -16,11 +16,13 @@ TINY_ARCH = {
     "t5": {"num_layers": 2, "d_model": 32, "d_ff": 64, "num_heads": 2, "d_kv": 16},
 }
 PROMPT = "Name three colours of the rainbow."
+# weight-int8 first: random tiny models pass the (lenient) gate with it, so it is the one shipped
+INT8 = {"flavours": ["weight-int8", "dynamic"], "gate": {"min_top1": 0.5, "min_generation_match": 0.0}}
 
 
-def _scratch(family, tokenizer_dir, root):
+def _scratch(family, tokenizer_dir, root, **arch):
     model_dir = root / f"{family}-tiny"
-    assets.build_scratch(family, TINY_ARCH[family], str(tokenizer_dir), model_dir, seed=0)
+    assets.build_scratch(family, {**TINY_ARCH[family], **arch}, str(tokenizer_dir), model_dir, seed=0)
     return model_dir
 
 
@@ -30,7 +32,7 @@ def exported(request, tokenizer_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp(request.param)
     model_dir = _scratch(request.param, tokenizer_dir, root)
     out = root / "out"
-    report = export.export_student(model_dir, out / "onnx", out / "int8", out / "parity.json")
+    report = export.export_student(model_dir, out / "onnx", out / "int8", out / "parity.json", int8=INT8)
     return request.param, model_dir, out, report
 
 
@@ -85,7 +87,7 @@ def test_int8_graphs_are_smaller(exported):
 
 
 def test_parity_report(exported):
-    family, model_dir, out, report = exported
+    family, _, out, report = exported
     assert read_json(out / "parity.json") == report
     assert report["architecture"] == ("encoder-decoder" if family == "t5" else "decoder-only")
     assert report["fp32"]["passed"] is True
@@ -93,6 +95,13 @@ def test_parity_report(exported):
     assert 0 <= report["fp32"]["max_abs_diff"] <= 1e-3
     assert math.isfinite(report["int8"]["max_abs_diff"])
     assert 0.0 <= report["int8"]["top1_agreement"] <= 1.0
+    assert report["fp32"]["generation_match"] == 1.0  # every greedy token through the KV cache
+    assert report["chosen"] == "weight-int8"
+    assert report["gate"] == {"passed": True, "reasons": [], "max_benchmark_drop": None}
+    chosen = report["flavours"]["weight-int8"]
+    assert set(chosen) >= {"top1_agreement", "max_abs_diff", "generation_match", "size_mb", "passed", "reasons"}
+    assert chosen["passed"] is True and chosen["top1_agreement"] >= 0.5
+    assert list(report["flavours"]) == ["weight-int8"]  # the first that passes ends the search
     sizes = report["size_mb"]
     assert set(sizes) == {"pytorch", "onnx", "int8"}
     assert all(v > 0 for v in sizes.values())
@@ -133,7 +142,8 @@ def test_parity_failure_writes_report_but_no_dirs(tmp_path, tokenizer_dir):
     assert sorted(p.name for p in out.iterdir()) == ["parity.json"]
 
 
-def test_quantize_keeps_external_data_external(tmp_path, exported):
+@pytest.mark.parametrize("flavour", ["dynamic", "dynamic-per-channel", "weight-int8"])
+def test_quantize_keeps_external_data_external(tmp_path, exported, flavour):
     """Models over 2 GB come as model.onnx + model.onnx_data; int8 must load the same way."""
     import onnx
     from transformers import AutoTokenizer
@@ -147,13 +157,98 @@ def test_quantize_keeps_external_data_external(tmp_path, exported):
     onnx.save_model(graph, fp32 / "model.onnx", save_as_external_data=True, location="model.onnx_data")
     assert (fp32 / "model.onnx_data").is_file()
 
-    int8 = tmp_path / "int8"
-    export.quantize_dir(fp32, int8)
+    int8, inline = tmp_path / "int8", tmp_path / "inline"
+    quantize.quantize_dir(fp32, int8, flavour)
+    quantize.quantize_dir(out / "onnx", inline, flavour)
     assert (int8 / "model.onnx.data").is_file()
     assert not (int8 / "model.onnx_data").exists()
 
     _, ort_cls = _torch_and_ort(family)
     tokenizer = AutoTokenizer.from_pretrained(int8)
     got = _logits(ort_cls.from_pretrained(int8), tokenizer, family)
-    want = _logits(ort_cls.from_pretrained(out / "int8"), tokenizer, family)
+    want = _logits(ort_cls.from_pretrained(inline), tokenizer, family)
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_weight_int8_quantizes_embedding_and_lm_head(exported, tmp_path):
+    """Both the token embedding (GatherBlockQuantized) and the output layer (MatMulNBits) go to 8 bits."""
+    import onnx
+
+    family, _, out, _ = exported
+    if family != "gpt2":
+        pytest.skip("one architecture is enough")
+    quantize.quantize_dir(out / "onnx", tmp_path / "w8", "weight-int8")
+    graph = onnx.load(tmp_path / "w8" / "model.onnx").graph
+    ops = {n.op_type for n in graph.node}
+    assert {"GatherBlockQuantized", "MatMulNBits"} <= ops
+    assert "MatMul" not in {n.op_type for n in graph.node if "lm_head" in n.name}
+    fp32_big = [i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT and np.prod(i.dims) >= 49152 * 32]
+    assert fp32_big == []  # neither the fp32 table nor an fp32 copy for the output layer is left
+    tables = [i for i in graph.initializer if i.name.endswith("_q8")]
+    assert [list(i.dims) for i in tables] == [[49152, 32]]
+    # kept in fp32 on request
+    quantize.quantize_dir(out / "onnx", tmp_path / "keep", "weight-int8", keep_fp32=["lm_head", "embeddings"])
+    kept = onnx.load(tmp_path / "keep" / "model.onnx").graph
+    assert "GatherBlockQuantized" not in {n.op_type for n in kept.node}
+    assert "MatMul" in {n.op_type for n in kept.node if "lm_head" in n.name}
+
+
+def _break_past_keys(export_onnx):
+    """An export whose decoder reads a scaled copy of its cached keys: logits without a cache
+    stay exact, every step that reuses the cache goes wrong."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    def broken(model_dir, output, seq2seq):
+        export_onnx(model_dir, output, seq2seq)
+        path = output / "model.onnx"
+        model = onnx.load(path)
+        graph = model.graph
+        name = "past_key_values.0.key"
+        assert name in {i.name for i in graph.input}
+        for node in graph.node:
+            node.input[:] = [f"{name}_broken" if i == name else i for i in node.input]
+        graph.initializer.append(numpy_helper.from_array(np.array(-3.0, dtype=np.float32), "broken_scale"))
+        graph.node.insert(0, helper.make_node("Mul", [name, "broken_scale"], [f"{name}_broken"]))
+        onnx.save(model, path)
+
+    return broken
+
+
+def test_generation_parity_catches_broken_kv_cache(tmp_path, tokenizer_dir, monkeypatch):
+    # large initial weights: a random model whose greedy tokens depend on the context (with the
+    # default ones it repeats one token forever, whatever its cache holds)
+    model_dir = _scratch("gpt2", tokenizer_dir, tmp_path, initializer_range=0.5)
+    out = tmp_path / "out"
+    monkeypatch.setattr(export, "export_onnx", _break_past_keys(export.export_onnx))
+    with pytest.raises(export.ParityError, match="greedy generation"):
+        export.export_student(model_dir, out / "onnx", out / "int8", out / "parity.json")
+    fp32 = read_json(out / "parity.json")["fp32"]
+    assert fp32["max_abs_diff"] <= fp32["tolerance"]  # the logits check alone does not see it
+    assert fp32["generation_match"] < 1.0
+    assert fp32["passed"] is False
+    assert sorted(p.name for p in out.iterdir()) == ["parity.json"]
+
+
+def test_int8_gate(tmp_path, tokenizer_dir):
+    """No flavour passes: `error` stops with the numbers and keys, `report` ships the best one."""
+    model_dir = _scratch("gpt2", tokenizer_dir, tmp_path)
+    out = tmp_path / "out"
+    strict = {"flavours": ["dynamic", "weight-int4"], "on_fail": "error",
+              "gate": {"min_top1": 1.01, "min_generation_match": 0.0}}  # unreachable on purpose
+    with pytest.raises(export.Int8GateError, match=r"dynamic: top-1 agreement \d\.\d+ < export\.int8\.gate\.min_top1 "
+                       r"1\.01.*weight-int4: top-1"):
+        export.export_student(model_dir, out / "onnx", out / "int8", out / "parity.json", int8=strict)
+    assert sorted(p.name for p in out.iterdir()) == ["parity.json"]
+    assert read_json(out / "parity.json")["gate"]["passed"] is False
+
+    report = export.export_student(model_dir, out / "onnx", out / "int8", out / "parity.json",
+                                   int8={**strict, "on_fail": "report"})
+    assert report["gate"]["passed"] is False
+    assert len(report["gate"]["reasons"]) == 2
+    assert list(report["flavours"]) == ["dynamic", "weight-int4"]
+    best = max(report["flavours"], key=lambda f: (report["flavours"][f]["generation_match"],
+                                                  report["flavours"][f]["top1_agreement"]))
+    assert report["chosen"] == best
+    assert (out / "int8" / "model.onnx").is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["int8", "onnx", "parity.json"]

@@ -96,10 +96,12 @@ def test_data_parallel_processes_take_the_same_steps_as_one(tmp_path, tokenizer_
                            "embd_pdrop": 0.0, "attn_pdrop": 0.0}, str(tokenizer_dir), base, seed=0)
     rows = (ROWS * 3)[:10]
     one = train(base, rows, ROWS, cfg(grad_accum=2, epochs=2), tmp_path / "one", threads=1)
-    two = train(base, rows, ROWS, cfg(grad_accum=1, epochs=2), tmp_path / "two",
-                place=Placement("cpu", 2, "fp32"), threads=2)
+    # with a checkpoint after every step: rank 0 writes it with both processes' RNG states
+    two = train(base, rows, ROWS, cfg(grad_accum=1, epochs=2, checkpoint_every=1), tmp_path / "two",
+                place=Placement("cpu", 2, "fp32"), threads=2, checkpoint=tmp_path / "ckpt")
     assert one["steps"] == two["steps"] == 6  # 10 rows = 5 micro-batches = 3 steps an epoch
     assert two["processes"] == 2 and two["tokens"] == one["tokens"]
+    assert not (tmp_path / "ckpt").exists()  # removed once the model is saved
     assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-4)
     assert two["grad_norm"] == pytest.approx(one["grad_norm"], rel=1e-4)
     for key in ("val_loss_before", "val_loss_after"):  # each process scores half the validation rows
@@ -109,3 +111,31 @@ def test_data_parallel_processes_take_the_same_steps_as_one(tmp_path, tokenizer_
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
     assert not torch.equal(a["transformer.h.0.mlp.c_fc.weight"],
                            AutoModelForCausalLM.from_pretrained(base).state_dict()["transformer.h.0.mlp.c_fc.weight"])
+
+
+def test_packed_training_learns_what_padded_does(tmp_path, tokenizer_dir):
+    """Packed batches hold the same examples as padded ones, so the steps are the same up to
+    float rounding; length-grouped batches train on the same rows with less padding."""
+    from herd.assets import build_scratch
+
+    base = tmp_path / "gpt2"
+    build_scratch("gpt2", {"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 256, "resid_pdrop": 0.0,
+                           "embd_pdrop": 0.0, "attn_pdrop": 0.0}, str(tokenizer_dir), base, seed=0)
+    rows = ROWS * 3
+    runs = {mode: train(base, rows, ROWS, cfg(batch_size=3, epochs=2, batching=mode), tmp_path / mode, threads=1)
+            for mode in ("padded", "packed", "grouped")}
+    padded, packed, grouped = runs["padded"], runs["packed"], runs["grouped"]
+    assert packed["batching"] == "packed" and grouped["batching"] == "grouped"
+    assert packed["useful_tokens"] == padded["useful_tokens"] == grouped["useful_tokens"] > 0
+    assert packed["useful_tokens_per_second"] > 0
+    assert packed["train_loss"] == pytest.approx(padded["train_loss"], rel=1e-4)
+    assert packed["val_loss_after"] == pytest.approx(padded["val_loss_after"], rel=1e-4)
+    a = AutoModelForCausalLM.from_pretrained(tmp_path / "padded").state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "packed").state_dict()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+    assert grouped["val_loss_after"] < grouped["val_loss_before"]
+
+
+def test_encoder_decoder_asked_to_pack_groups(tmp_path, tiny_t5):
+    metrics = train(tiny_t5, ROWS * 2, ROWS, cfg(max_steps=2, batching="packed"), tmp_path / "t5")
+    assert metrics["batching"] == "grouped"

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from herd.io import atomic_path, write_jsonl
 from herd.rng import derive_seed
@@ -213,13 +214,92 @@ def _licence_section(rows: list[dict], entries: list[dict]) -> list[str]:
             "model's terms of use."), ""]
 
 
+# licence names as people write them in seed_tasks, to the Hub's identifiers
+HUB_LICENCES = {"apache-2.0", "mit", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "cc0-1.0",
+                "cc-by-3.0", "cc-by-sa-3.0", "cc-by-nc-3.0", "odc-by", "odbl", "gpl-3.0", "bsd-3-clause",
+                "llama2", "llama3", "gemma", "openrail", "unknown"}
+SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                   (10_000_000, "1M<n<10M")]
+
+
+def hub_licence(text: str) -> str:
+    """`CC BY-NC 4.0` -> `cc-by-nc-4.0`; a licence the Hub does not know becomes `other`."""
+    slug = re.sub(r"[\s_]+", "-", text.strip().lower())
+    return slug if slug in HUB_LICENCES else "other"
+
+
+def size_category(n: int) -> str:
+    return next((label for limit, label in SIZE_CATEGORIES if n < limit), "n>10M")
+
+
+def front_matter(rows: list[dict], settings: dict, entries: list[dict]) -> dict:
+    """The card's Hugging Face metadata: every licence that applies to a row, language, task,
+    size, the seed sources the rows derive from, and the teacher that wrote them."""
+    _, per_licence = provenance(rows, entries)
+    licences = list(per_licence)
+    hub = sorted({hub_licence(lic) for lic in licences})
+    meta = {"license": hub[0] if len(hub) == 1 else hub}
+    if "other" in hub:
+        meta["license_name"] = "; ".join(lic for lic in licences if hub_licence(lic) == "other")
+    used = [e for e in entries if e["licence"] in per_licence]
+    sources = sorted({e["source"] for e in used})
+    meta.update({
+        "language": ["en"],
+        "task_categories": ["text-generation"],
+        "size_categories": [size_category(len(rows))],
+        "source_datasets": ["original", *sources] if any(seed_entry(r["id"]) is None for r in rows) else sources,
+        "pretty_name": "herd distilled instruction dataset",
+        "teacher": {k: settings[k] for k in ("teacher", "backend", "teacher_sha256") if settings.get(k)},
+        "licences": {lic: n for lic, n in per_licence.items()},  # the licences as written, with row counts
+        "configs": [{"config_name": "default", "data_files": [
+            {"split": "train", "path": "train.parquet"}, {"split": "validation", "path": "validation.parquet"}]}],
+    })
+    return meta
+
+
+def normalise(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def duplicate_rate(texts: list[str]) -> float:
+    """Share of `texts` whose normalised form (lowercase, whitespace collapsed) repeats an earlier one."""
+    return (len(texts) - len({normalise(t) for t in texts})) / len(texts) if texts else 0.0
+
+
+def _quality_section(rows: list[dict], report: dict, filter_stats: dict) -> list[str]:
+    """Drops by stage and reason, truncated answers, duplicate rates: one place to judge the data."""
+    drops = [("instruction filters", r, n) for r, n in sorted(filter_stats["dropped_by_reason"].items())]
+    drops += [("assembly", r, n) for r, n in sorted(report["dropped"].items())]
+    drops.append(("assembly", "failed teacher request", len(report["failed_requests"])))
+    gen = report.get("generation") or {}
+    n_in = filter_stats["input"] or 1
+    dup = filter_stats["dropped_by_reason"]
+    similar = sum(n for r, n in dup.items() if r.endswith("_similar"))
+    return [
+        "| stage | reason | rows dropped |", "|---|---|---|", *[f"| {s} | {r} | {n} |" for s, r, n in drops], "",
+        "| measure | value |", "|---|---|",
+        f"| answers dropped as truncated (stopped at max_tokens) | {report['dropped'].get('truncated_response', 0)} |",
+        f"| truncated answers kept (`dataset.drop_truncated`: false) | {report.get('truncated_kept', 0)} |",
+        f"| generation answers cut at max_tokens | {gen.get('cut_answers', 0)} |",
+        f"| exact duplicates among generated instructions (dropped) | {dup.get('exact_duplicate', 0) / n_in:.1%} |",
+        f"| near duplicates among generated instructions (dropped) | {similar / n_in:.1%} |",
+        f"| exact duplicate instructions in the dataset | {duplicate_rate([r['instruction'] for r in rows]):.1%} |",
+        "",
+        ("Near duplicates are ROUGE-L (and, when on, embedding) matches the filter dropped; the diversity "
+         "report (`results/diversity/summary.json`) measures paraphrases left in the dataset."), "",
+    ]
+
+
 def card(train: list[dict], val: list[dict], report: dict, settings: dict,
          filter_stats: dict, entries: list[dict]) -> str:
-    """A dataset card in Markdown: sizes, sources, lengths, filters, drops, teacher, licences.
+    """A dataset card in Markdown with Hugging Face YAML front matter: sizes, sources, lengths,
+    filters, data quality, drops, teacher, licences.
 
     `report` is assemble()'s; `entries` are the seed_tasks entries with their index."""
     rows = train + val
+    meta = yaml.safe_dump(front_matter(rows, settings, entries), sort_keys=False, allow_unicode=True)
     lines = [
+        "---", meta.rstrip("\n"), "---", "",
         "# herd distilled instruction dataset", "",
         f"Rows: {len(train)} train, {len(val)} validation. Columns: {', '.join(COLUMNS)}.", "",
         "## Sources and lengths", "", *_length_table(rows), "",
@@ -230,6 +310,7 @@ def card(train: list[dict], val: list[dict], report: dict, settings: dict,
         *[f"| {r} | {n} |" for r, n in sorted(filter_stats["dropped_by_reason"].items())], "",
         *_generation_lines(report.get("generation")),
         "## Left out while assembling", "", *_dropped_section(report),
+        "## Data quality", "", *_quality_section(rows, report, filter_stats),
         "## Teacher and decoding", "", "```", *[f"{k}: {v}" for k, v in sorted(settings.items())], "```", "",
         "## Licences of the inputs", "", *_licence_section(rows, entries),
         "## Loading", "",

@@ -275,9 +275,10 @@ def length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
 def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int = GEN_BATCH_SIZE) -> list[str]:
     """Greedy answers to `prompts`, in their order (decoder-only: left-padded, prompt tokens stripped).
 
-    Prompts are tokenised with the tokenizer's defaults (special tokens
-    included), as training code that calls `tokenizer(text)` sees them, and
-    batched by length; inputs go to the model's device.
+    Prompts are tokenised without added special tokens, exactly as training
+    (herd.students) encodes them: a tokenizer that adds a start token by default
+    (SmolLM2's adds <|im_start|>) would otherwise show the students a first token
+    they never saw in training. Batched by length; inputs go to the model's device.
     """
     if not prompts:
         return []
@@ -289,10 +290,11 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_si
     tokenizer.truncation_side = "left"  # a too-long prompt keeps its end, where the response starts
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     try:
-        lengths = [len(ids) for ids in tokenizer(prompts, truncation=True, max_length=MAX_PROMPT_TOKENS)["input_ids"]]
+        lengths = [len(ids) for ids in tokenizer(prompts, truncation=True, max_length=MAX_PROMPT_TOKENS,
+                                                   add_special_tokens=False)["input_ids"]]
         for batch in tqdm(length_batches(lengths, batch_size), desc="generate", unit="batch"):
             enc = tokenizer([prompts[i] for i in batch], return_tensors="pt", padding=True, truncation=True,
-                            max_length=MAX_PROMPT_TOKENS).to(device)
+                            max_length=MAX_PROMPT_TOKENS, add_special_tokens=False).to(device)
             with torch.inference_mode():
                 out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                      num_beams=1, pad_token_id=pad_id)

@@ -290,6 +290,35 @@ def probe_onnxruntime_int8() -> None:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     session.run(None, {"x": rng.standard_normal((64, 256)).astype(np.float32)})
     onnx.checker.check_model(model)
+    probe_onnxruntime_nbits()
+
+
+def probe_onnxruntime_nbits() -> None:
+    """The weight-only int8/int4 flavours' kernels (herd.quantize): an 8-bit GatherBlockQuantized,
+    and MatMulNBits at 8 and 4 bits with int8 activations (accuracy_level 4), over a 64-row batch."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    blocks, nodes = 256 // 32, []
+    inits = [numpy_helper.from_array(rng.integers(0, 256, (256, 256), dtype=np.uint8), "table"),
+             numpy_helper.from_array(np.full((256, blocks), 0.01, np.float32), "scale"),
+             numpy_helper.from_array(np.full((256, blocks), 128, np.uint8), "zero"),
+             numpy_helper.from_array(rng.integers(0, 256, (256, blocks, 16), dtype=np.uint8), "w4")]
+    nodes.append(helper.make_node("GatherBlockQuantized", ["table", "ids", "scale", "zero"], ["x"],
+                                  domain="com.microsoft", gather_axis=0, quantize_axis=1, block_size=32, bits=8))
+    nodes.append(helper.make_node("Reshape", ["table", "shape"], ["w8"]))
+    inits.append(numpy_helper.from_array(np.array([256, blocks, 32], np.int64), "shape"))
+    for bits, w in ((8, "w8"), (4, "w4")):
+        nodes.append(helper.make_node("MatMulNBits", ["x", w, "scale"], [f"y{bits}"], domain="com.microsoft",
+                                      K=256, N=256, bits=bits, block_size=32, accuracy_level=4))
+    graph = helper.make_graph(nodes, "nbits_probe", [helper.make_tensor_value_info("ids", TensorProto.INT64, [64])],
+                              [helper.make_tensor_value_info(f"y{b}", TensorProto.FLOAT, [64, 256]) for b in (8, 4)],
+                              inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    session.run(None, {"ids": rng.integers(0, 256, 64, dtype=np.int64)})
 
 
 def require_onnxruntime_int8() -> None:

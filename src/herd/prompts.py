@@ -173,6 +173,26 @@ PROMPT_TEMPLATE = (
 )
 
 
+# The same prompt as a Jinja chat template, saved with every student's tokenizer so that
+# tokenizer.apply_chat_template([{"role": "user", "content": x}], add_generation_prompt=True)
+# == student_prompt(x), and transformers' text-generation pipeline answers in this format.
+# The response header belongs to the user turn (as in training); an assistant turn is its
+# text and the end token. Students were trained without a system prompt: one is refused.
+_HEAD, _TAIL = PROMPT_TEMPLATE.split("{instruction}")
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['role'] == 'user' -%}"
+    "{{ " + repr(_HEAD) + " + (message['content'] | trim) + " + repr(_TAIL) + " }}"
+    "{%- elif message['role'] == 'assistant' -%}"
+    "{{ message['content'] + eos_token }}"
+    "{%- else -%}"
+    "{{ raise_exception('this model was trained on single user turns in herd\\'s instruction template; "
+    "there is no ' + message['role'] + ' role') }}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+)
+
+
 def student_prompt(instruction: str) -> str:
     """The Alpaca-style prompt students are trained and evaluated with."""
     return PROMPT_TEMPLATE.format(instruction=instruction.strip())

@@ -10,6 +10,10 @@ fp32 master weights. With more than one process the job is data parallel
 optimizer step takes `batch_size x grad_accum` rows per process, and the
 gradient is the token-weighted mean over all of them, the same gradient one
 process would get with `grad_accum x processes` micro-batches.
+
+Micro-batches are padded, length-grouped or packed (herd.batching). Every
+`checkpoint_every` steps the run's state is written (herd.train_state) and a rerun
+with the same settings and data resumes from it.
 """
 
 from __future__ import annotations
@@ -21,22 +25,31 @@ import socket
 import tempfile
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from herd import logs
+from herd import logs, model_files, train_state
+from herd.batching import (
+    IGNORE,
+    collate,
+    epoch_batches,
+    input_tokens,
+    make_batch,
+    packing_error,
+    useful_tokens,
+)
 from herd.compute import gpu_peak_tflops, training_flops
-from herd.placement import Placement
 from herd.io import atomic_dir
+from herd.placement import Placement
 from herd.prompts import student_prompt
 
 log = logging.getLogger(__name__)
 
-IGNORE = -100
+PACKING_TOLERANCE = 1e-3  # largest |logit| change packing may cause (fp32 rounding is ~1e-5)
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -49,6 +62,15 @@ class TrainConfig:
     weight_decay: float
     max_steps: int | None  # optimizer steps; None: run the epochs
     seed: int
+    batching: str = "padded"  # padded | grouped | packed (herd.batching)
+    checkpoint_every: int = 0  # optimizer steps between checkpoints; 0: none
+
+
+def _run_settings(cfg: TrainConfig, place: Placement) -> dict:
+    """What a resumed run must share with the killed one (the interval may differ)."""
+    settings = asdict(cfg)
+    settings.pop("checkpoint_every")
+    return {**settings, "device": place.device, "processes": place.processes, "precision": place.precision}
 
 
 def encode_causal(tok, instruction: str, response: str, max_length: int) -> dict:
@@ -65,21 +87,32 @@ def encode_seq2seq(tok, instruction: str, response: str, max_length: int) -> dic
     return {"input_ids": prompt, "labels": answer}
 
 
-def collate(batch: list[dict], pad_id: int) -> dict:
-    width = max(len(b["input_ids"]) for b in batch)
-    lwidth = max(len(b["labels"]) for b in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    labels = torch.full((len(batch), lwidth), IGNORE, dtype=torch.long)
-    for i, b in enumerate(batch):
-        ids[i, : len(b["input_ids"])] = torch.tensor(b["input_ids"])
-        mask[i, : len(b["input_ids"])] = 1
-        labels[i, : len(b["labels"])] = torch.tensor(b["labels"])
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+def _save_checkpoint(ckpt: tuple[Path, str], rank: int, world: int, model, opt, schedule,
+                     epoch_gen: torch.Tensor, progress: dict) -> None:
+    """Rank 0 writes the run's state, with the RNG states of every process."""
+    rng = train_state.rng_state()
+    if world > 1:
+        states = [None] * world
+        dist.all_gather_object(states, rng)
+    else:
+        states = [rng]
+    if rank == 0:
+        train_state.save(ckpt[0], {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                   "scheduler": schedule.state_dict(), "epoch_generator": epoch_gen,
+                                   "rng": states, "progress": progress},
+                         {"step": progress["step"], "fingerprint": ckpt[1]})
+        log.info("checkpoint at step %d: %s", progress["step"], ckpt[0])
+    if world > 1:  # no process runs ahead of a checkpoint it would have to be resumed from
+        dist.barrier()
 
 
 def load_base(base_dir: Path):
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+    )
 
     cfg = AutoConfig.from_pretrained(base_dir)
     cls = AutoModelForSeq2SeqLM if cfg.is_encoder_decoder else AutoModelForCausalLM
@@ -120,15 +153,24 @@ def mean_loss(model, examples: list[dict], pad_id: int, batch_size: int,
 
 def train(base_dir: Path, train_rows: list[dict], val_rows: list[dict], cfg: TrainConfig,
           output: Path, place: Placement = Placement(), threads: int | None = None,
-          log_path: str | None = None) -> dict:
+          log_path: str | None = None, checkpoint: Path | None = None) -> dict:
     """Fine-tune the checkpoint in `base_dir`; save to `output`; return metrics.
+
+    With `cfg.checkpoint_every`, the run's state goes to `checkpoint` (default: a folder
+    beside `output`) every so many optimizer steps, and a rerun with the same settings and
+    data continues from it; it is removed once `output` is saved.
 
     With more than one process, spawns them (torch.multiprocessing, rendezvous on
     loopback) and they append their logging to `log_path`; the caller's main module must be
     import-safe (`if __name__ == "__main__"`)."""
     threads = threads or torch.get_num_threads()
+    output = Path(output)
+    ckpt = None
+    if cfg.checkpoint_every:
+        path = Path(checkpoint) if checkpoint else output.with_name(f"{output.name}.checkpoint")
+        ckpt = (path, train_state.fingerprint(_run_settings(cfg, place), Path(base_dir), train_rows, val_rows))
     if place.processes == 1:
-        return _train(0, base_dir, train_rows, val_rows, cfg, output, place, threads, None, None, None)
+        return _train(0, base_dir, train_rows, val_rows, cfg, output, place, threads, None, None, None, ckpt)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -137,12 +179,13 @@ def train(base_dir: Path, train_rows: list[dict], val_rows: list[dict], cfg: Tra
         torch.multiprocessing.spawn(
             _train, nprocs=place.processes, join=True,
             args=(base_dir, train_rows, val_rows, cfg, output, place,
-                  max(1, threads // place.processes), port, result, log_path))
+                  max(1, threads // place.processes), port, result, log_path, ckpt))
         return json.loads(result.read_text())
 
 
 def _train(rank: int, base_dir, train_rows, val_rows, cfg: TrainConfig, output, place: Placement,
-           threads: int, port: int | None, result: Path | None, log_path: str | None) -> dict:
+           threads: int, port: int | None, result: Path | None, log_path: str | None,
+           ckpt: tuple[Path, str] | None) -> dict:
     world = place.processes
     if log_path:
         logs.to_file(log_path, append=True)
@@ -155,7 +198,7 @@ def _train(rank: int, base_dir, train_rows, val_rows, cfg: TrainConfig, output, 
                                 init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
                                 device_id=torch.device("cuda", rank) if place.device == "cuda" else None)
     try:
-        metrics = _loop(rank, world, Path(base_dir), train_rows, val_rows, cfg, Path(output), place)
+        metrics = _loop(rank, world, Path(base_dir), train_rows, val_rows, cfg, Path(output), place, ckpt)
     finally:
         if world > 1:
             dist.destroy_process_group()
@@ -164,8 +207,24 @@ def _train(rank: int, base_dir, train_rows, val_rows, cfg: TrainConfig, output, 
     return metrics
 
 
+def _choose_batching(cfg: TrainConfig, enc_dec: bool, model, train_ex: list[dict], device) -> str:
+    """`cfg.batching`, or `grouped` where packing cannot keep examples apart (said in the log)."""
+    if cfg.batching != "packed":
+        return cfg.batching
+    if enc_dec:
+        log.info("batching: packed is for decoder-only students; this encoder-decoder uses grouped")
+        return "grouped"
+    probe = [{"input_ids": ex["input_ids"][:24], "labels": ex["labels"][:24]} for ex in train_ex[:3]]
+    error = packing_error(model, probe, device)
+    if error > PACKING_TOLERANCE:
+        log.warning("batching: packed changes this architecture's logits by %.3g (it attends across "
+                    "packed examples); using grouped", error)
+        return "grouped"
+    return "packed"
+
+
 def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: TrainConfig,
-          output: Path, place: Placement) -> dict:
+          output: Path, place: Placement, ckpt: tuple[Path, str] | None) -> dict:
     torch.manual_seed(cfg.seed + rank)  # dropout masks differ between processes
     if place.precision == "bf16":  # fp32 stays strict fp32
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -178,6 +237,9 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
     val_ex = [encode(tok, r["instruction"], r["response"], cfg.max_length) for r in val_rows]
     if not train_ex:
         raise ValueError("no training rows")
+    batching = _choose_batching(cfg, enc_dec, model, train_ex, device)
+    packed = batching == "packed"
+    lengths = [len(ex["input_ids"]) + (len(ex["labels"]) if enc_dec else 0) for ex in train_ex]
 
     per_step = cfg.grad_accum * world  # micro-batches in one optimizer step, over all processes
     steps_per_epoch = math.ceil(len(train_ex) / (cfg.batch_size * per_step))
@@ -192,22 +254,38 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
     )
 
     gen = torch.Generator().manual_seed(cfg.seed)  # same order in every process
-    val_before = mean_loss(model, val_ex, tok.pad_token_id, cfg.batch_size, place, device, rank, world)
+    history, norms, tokens, useful, step, epoch, position, seconds_before = [], [], 0, 0, 0, 0, 0, 0.0
+    resumed = train_state.load(*ckpt) if ckpt else None
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        opt.load_state_dict(resumed["optimizer"])
+        schedule.load_state_dict(resumed["scheduler"])
+        gen.set_state(resumed["epoch_generator"])
+        p = resumed["progress"]
+        history, norms, tokens, useful = p["history"], p["norms"], p["tokens"], p["useful"]
+        step, epoch, position, seconds_before, val_before = (p["step"], p["epoch"], p["position"],
+                                                             p["seconds"], p["val_before"])
+        log.info("resumed from step %d of %d (epoch %d, micro-batch %d) from checkpoint %s",
+                 step, total_steps, epoch, position, ckpt[0])
+    else:
+        val_before = mean_loss(model, val_ex, tok.pad_token_id, cfg.batch_size, place, device, rank, world)
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         net = DistributedDataParallel(model, device_ids=[rank] if place.device == "cuda" else None)
     model.train()
-    history, norms, tokens, step = [], [], 0, 0
+    if resumed:  # last: nothing above may draw from the generators the killed run had advanced
+        train_state.set_rng_state(resumed["rng"][rank])
     if place.device == "cuda":
         torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    bar = tqdm(total=total_steps, desc="train", mininterval=5, unit="step", disable=rank != 0)
+    start, paused = time.perf_counter(), 0.0
+    bar = tqdm(total=total_steps, initial=step, desc="train", mininterval=5, unit="step", disable=rank != 0)
     while step < total_steps:
+        epoch_gen = gen.get_state()  # the epoch's plan is drawn from here: a checkpoint keeps it
         order = torch.randperm(len(train_ex), generator=gen).tolist()
-        micro = [order[i : i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-        for j in range(0, len(micro), per_step):
+        micro = epoch_batches(order, lengths, cfg.batch_size, batching, gen)
+        for j in range(position, len(micro), per_step):
             group = micro[j : j + per_step]
             n_targets = sum(sum(1 for t in train_ex[k]["labels"] if t != IGNORE) for m in group for k in m)
             # this process's share; a process left without one (short last step of an epoch)
@@ -216,17 +294,18 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
             mine, weight = (share, 1.0) if share else ([group[0]], 0.0)
             step_loss = torch.zeros((), dtype=torch.float64, device=device)
             for i, m in enumerate(mine):
-                batch = collate([train_ex[k] for k in m], tok.pad_token_id)
-                n = int((batch["labels"] != IGNORE).sum())  # counted on the CPU: no GPU sync
+                batch = make_batch([train_ex[k] for k in m], tok.pad_token_id, packed)
+                n = useful_tokens(batch)  # counted on the CPU: no GPU sync
                 if share:  # enc-dec: the targets run through the decoder as well
-                    tokens += int(batch["attention_mask"].sum()) + (n if enc_dec else 0)
+                    tokens += input_tokens(batch) + (n if enc_dec else 0)
+                    useful += n
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
                 # DDP averages gradients over processes; x world undoes that, so the step's
                 # gradient is the token-weighted mean over every micro-batch of every process
                 sync = net.no_sync() if world > 1 and i < len(mine) - 1 else nullcontext()
                 with sync:
                     with _autocast(place):
-                        loss = net(**batch).loss.float() * n / max(n_targets, 1) * weight
+                        loss = net(**batch, use_cache=False).loss.float() * n / max(n_targets, 1) * weight
                     (loss * world).backward()
                 step_loss += loss.detach().double()
             if world > 1:  # the step's loss over all processes, for the bar and the history
@@ -242,20 +321,33 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
             bar.set_postfix(loss=f"{step_loss:.3f}")
             if step >= total_steps:
                 break
+            if ckpt and step % cfg.checkpoint_every == 0:
+                t0 = time.perf_counter()
+                _save_checkpoint(ckpt, rank, world, model, opt, schedule, epoch_gen, {
+                    "history": history, "norms": norms, "tokens": tokens, "useful": useful, "step": step, "epoch": epoch,
+                    "position": j + per_step, "val_before": val_before,
+                    "seconds": seconds_before + t0 - start - paused})
+                paused += time.perf_counter() - t0
+        epoch, position = epoch + 1, 0
     bar.close()
     if place.device == "cuda":
         torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - start
+    seconds = seconds_before + time.perf_counter() - start - paused
     if world > 1:
-        summed = torch.tensor([float(tokens)], dtype=torch.float64, device=device)
+        summed = torch.tensor([float(tokens), float(useful)], dtype=torch.float64, device=device)
         dist.all_reduce(summed)
-        tokens = int(summed.item())
+        tokens, useful = int(summed[0].item()), int(summed[1].item())
     history = [round(h, 5) for h in history]
     val_after = mean_loss(model, val_ex, tok.pad_token_id, cfg.batch_size, place, device, rank, world)
     if rank == 0:
+        # the one place the trained checkpoint is written: with the prompt format as a chat
+        # template and greedy generation settings, so transformers' pipeline answers as trained
+        model_files.prepare(model, tok, enc_dec, max_new_tokens=cfg.max_length)
         with atomic_dir(output) as tmp:
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
+        if ckpt:  # the model is saved: the checkpoint (optimizer state: 2x the weights) goes
+            train_state.clear(ckpt[0])
     if world > 1:  # every process waits for the save, then all leave together
         dist.barrier()
     if rank != 0:
@@ -277,6 +369,10 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
         "seconds": round(seconds, 2),
         "tokens": tokens,
         "tokens_per_second": round(tok_s, 1) if tok_s else None,
+        "batching": batching,
+        "useful_tokens": useful,  # response tokens the loss was taken on
+        "useful_tokens_per_second": round(useful / seconds, 1) if seconds else None,
+        "resumed_from_step": resumed["progress"]["step"] if resumed else None,
         # model FLOPs as in the plan (6·N per token, 3·N for encoder-decoders), per process
         "model_tflops_per_second": (round(training_flops(parameters, tok_s, enc_dec) / 1e12 / world, 4)
                                     if tok_s else None),
