@@ -185,3 +185,10 @@ def teacher_ledgers():
     if judge_enabled():
         files += ["results/judge/answers/teacher.ledger.jsonl", "results/judge/ledger.jsonl"]
     return files
+
+
+def export_params():
+    """config.export as the export job uses it: the gate's max_benchmark_drop belongs to eval_table."""
+    cfg = {**config["export"], "int8": {**config["export"]["int8"]}}
+    cfg["int8"]["gate"] = {k: v for k, v in cfg["int8"]["gate"].items() if k != "max_benchmark_drop"}
+    return cfg

@@ -20,7 +20,9 @@ rule students:
         # into sbatch --gpus; a profile's set-resources for this rule would override it
         gpu=lambda wc: student_cfg(config, wc.student).get("gpus", 0),
     params:
-        cfg=lambda wc: student_cfg(config, wc.student),
+        # the checkpoint interval changes no weight: the script reads it from the config, so a new
+        # interval retrains nothing
+        cfg=lambda wc: {k: v for k, v in student_cfg(config, wc.student).items() if k != "checkpoint_every"},
         seed=config["seed"],
         code=script_code("students.py"),
     conda:

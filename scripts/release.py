@@ -10,7 +10,7 @@ from herd.io import atomic_dir
 logs.to_file(snakemake.log[0])
 inp, params, student = snakemake.input, snakemake.params, snakemake.wildcards.student
 metrics = io.read_json(inp.metrics)
-parity = io.read_json(inp.parity) if "parity" in inp else None
+parity = io.read_json(inp.parity) if "parity" in inp.keys() else None
 licences = io.read_json(inp.stats).get("licences", {})
 teacher = {"model": params.teacher, "licence": io.read_json(inp.manifest).get("licence")}
 with atomic_dir(snakemake.output[0]) as tmp:
@@ -22,7 +22,7 @@ with atomic_dir(snakemake.output[0]) as tmp:
             copied = model_files.copy_to(inp.pytorch, folder)
             logging.warning("%s/%s lacked %s: copied %s from %s", student, variant, gone, copied, inp.pytorch)
         key = f"eval_{variant}"
-        rows = pd.read_csv(inp[key]).to_dict("records") if key in inp else None
+        rows = pd.read_csv(inp[key]).to_dict("records") if key in inp.keys() else None
         text = model_card.card(student, variant, dict(params.cfg), metrics, rows, parity, params.dataset,
                                licences, teacher)
         io.write_text(folder / "README.md", text)

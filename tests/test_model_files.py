@@ -2,6 +2,7 @@
 trained format, in a fresh process, and the ONNX export keeps both files."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -152,6 +153,19 @@ def test_link_tree_links_and_copy_to_restores(tmp_path, gpt2_student):
     assert model_files.missing(bare) == ["generation_config.json", "chat_template.jinja"]
     assert sorted(model_files.copy_to(gpt2_student, bare)) == ["chat_template.jinja", "generation_config.json"]
     assert model_files.missing(bare) == []
+
+    # only the template missing: the generation config still linked into the source is replaced
+    # by a file of its own, and the source keeps its content (no write through the hard link)
+    partial, other = tmp_path / "partial", tmp_path / "other"
+    model_files.link_tree(gpt2_student, partial)
+    (partial / "chat_template.jinja").unlink()
+    shutil.copytree(gpt2_student, other)
+    (other / "generation_config.json").write_text('{"from": "elsewhere"}', encoding="utf-8")
+    before = (gpt2_student / "generation_config.json").read_bytes()
+    model_files.copy_to(other, partial)
+    assert (gpt2_student / "generation_config.json").read_bytes() == before
+    assert (partial / "generation_config.json").read_text(encoding="utf-8") == '{"from": "elsewhere"}'
+    assert (partial / "generation_config.json").stat().st_ino != (gpt2_student / "generation_config.json").stat().st_ino
 
 
 def test_release_files_follow_eval_variants():

@@ -156,8 +156,12 @@ def test_report_of_the_tiny_run_in_a_browser(tiny_run, tmp_path):
     # every section is in the page's data, with its figures
     categories = json.loads(re.search(r"var categories = (\{.*?\});", text).group(1))
     assert set(SECTIONS) <= set(categories), categories.keys()
-    if (tiny_run / "results/samples.md").exists():  # written when the workflow has a samples rule
-        assert "7. Samples" in categories
+    assert "7. Samples" in categories
+    # the released folders' cards carry the run's eval rows and, for int8, the export's parity
+    for student in ("smollm2-135m", "t5-tiny"):
+        card = (tiny_run / f"results/models/{student}/onnx-int8/README.md").read_text()
+        assert "## Export" in card and "| arc_easy |" in card and "did not evaluate" not in card, card[:2000]
+        assert "## Evaluation" in (tiny_run / f"results/models/{student}/pytorch/README.md").read_text()
     for name in ["plan_cost.png", "filter_drops.png", "dataset_card.html", "map.png", "training.png", "export.png",
                  "eval_summary.html", "eval_tasks.png", "eval_vs_parameters.png", "judge_grades.png"]:
         assert f"results/report/{name}" in text or f"results/diversity/{name}" in text, name
@@ -169,3 +173,11 @@ def test_report_of_the_tiny_run_in_a_browser(tiny_run, tmp_path):
     assert shown["figure_width"] > 500
     assert _png_size(shot)[0] == 1400
     print(f"report screenshot: {shot}")
+
+
+def test_markdown_takes_a_hash_line_that_is_no_heading_as_text():
+    """A sample answer or instruction line such as `#include <stdio.h>` once stopped the renderer."""
+    from herd.report_html import markdown
+
+    html = markdown("Fix this code.\n#include <stdio.h>\n\n####### seven\n\n# Head\n")
+    assert "<h1>Head</h1>" in html and "#include" in html and "seven" in html

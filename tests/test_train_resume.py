@@ -45,6 +45,10 @@ def finish(proc: subprocess.Popen) -> None:
     assert proc.returncode == 0, err[-3000:]
 
 
+def reference_steps(tmp_path) -> int:
+    return json.loads((tmp_path / "whole.json").read_text())["steps"]
+
+
 def checkpoint_step(path) -> int:
     try:
         return json.loads((path / "meta.json").read_text())["step"]
@@ -53,7 +57,8 @@ def checkpoint_step(path) -> int:
 
 
 def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, tiny_gpt2):
-    rows = alpaca_rows(240)  # 240 rows / (2 x 2) = 60 optimizer steps, GPT-2 dropout on
+    rows = alpaca_rows(240)  # 240 rows / (2 x 2) = 60 optimizer steps (fewer: rows whose prompt fills
+    # max_length 48 are left out), GPT-2 dropout on
     whole, _ = start(tmp_path, "whole", tiny_gpt2, rows)
     finish(whole)
 
@@ -67,7 +72,7 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, tiny_gpt
     assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     assert not (tmp_path / "killed").exists()
     k = checkpoint_step(ckpt)
-    assert 12 <= k < 60
+    assert 12 <= k < reference_steps(tmp_path)
     # a checkpoint of another run (different fingerprint) is not taken
     assert train_state.load(ckpt, "another run") is None
 
@@ -77,7 +82,7 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, tiny_gpt
     finish(again)
     metrics = json.loads((tmp_path / "killed.json").read_text())
     reference = json.loads((tmp_path / "whole.json").read_text())
-    assert metrics["resumed_from_step"] >= k and metrics["steps"] == reference["steps"] == 60
+    assert metrics["resumed_from_step"] >= k and metrics["steps"] == reference["steps"] >= 40
     assert "resumed from step" in (tmp_path / "killed.log").read_text()
     assert not ckpt.exists() and not list(tmp_path.glob(".killed-checkpoint*"))  # removed after the save
     assert metrics["train_loss"] == reference["train_loss"] and metrics["useful_tokens"] == reference["useful_tokens"]

@@ -122,33 +122,35 @@ def export_student(model_dir: Path, onnx_dir: Path, int8_dir: Path, parity_path:
 def choose_int8(reference: Reference, onnx_dir: Path, int8_dir: Path, cfg: dict, gate: dict) -> dict:
     """Quantize `onnx_dir` flavour by flavour until one passes `gate`; move it (or the best) to `int8_dir`."""
     flavours, best, tried = {}, None, []
-    for flavour in cfg["flavours"]:
-        candidate = int8_dir.parent / f"{int8_dir.name}.{flavour}"
-        started = time.monotonic()
-        quantize.quantize_dir(onnx_dir, candidate, flavour, cfg["block_size"], cfg["keep_fp32"],
-                              cfg["accuracy_level"])
-        result = reference.compare(candidate)
-        reasons = gate_reasons(result, gate)
-        flavours[flavour] = {**result, "size_mb": dir_size_mb(candidate), "passed": not reasons,
-                             "reasons": reasons, "seconds": round(time.monotonic() - started, 1)}
-        log.info("int8 flavour %s: %s", flavour, "; ".join(reasons) or "passed the gate")
-        tried.append(candidate)
-        rank = (not reasons, result["generation_match"], result["top1_agreement"])
-        if best is None or rank > best[0]:
-            best = (rank, flavour, candidate)
-        if not reasons:
-            break
-    _, chosen, path = best
-    shutil.rmtree(int8_dir)
-    path.rename(int8_dir)
-    for candidate in tried:
-        shutil.rmtree(candidate, ignore_errors=True)
+    try:
+        for flavour in cfg["flavours"]:
+            candidate = int8_dir.parent / f"{int8_dir.name}.{flavour}"
+            tried.append(candidate)
+            started = time.monotonic()
+            quantize.quantize_dir(onnx_dir, candidate, flavour, cfg["block_size"], cfg["keep_fp32"],
+                                  cfg["accuracy_level"])
+            result = reference.compare(candidate)
+            reasons = gate_reasons(result, gate)
+            flavours[flavour] = {**result, "size_mb": dir_size_mb(candidate), "passed": not reasons,
+                                 "reasons": reasons, "seconds": round(time.monotonic() - started, 1)}
+            log.info("int8 flavour %s: %s", flavour, "; ".join(reasons) or "passed the gate")
+            rank = (not reasons, result["generation_match"], result["top1_agreement"])
+            if best is None or rank > best[0]:
+                best = (rank, flavour, candidate)
+            if not reasons:
+                break
+        _, chosen, path = best
+        shutil.rmtree(int8_dir)
+        path.rename(int8_dir)
+    finally:  # the candidates are whole model copies: none stays behind, on success or error
+        for candidate in tried:
+            shutil.rmtree(candidate, ignore_errors=True)
     passed = flavours[chosen]["passed"]
     reasons = [] if passed else [f"{name}: {'; '.join(f['reasons'])}" for name, f in flavours.items()]
     return {"int8": {**{k: flavours[chosen][k] for k in ("max_abs_diff", "top1_agreement", "generation_match",
                                                         "passed")}, "flavour": chosen},
             "flavours": flavours, "chosen": chosen,
-            "gate": {"passed": passed, "reasons": reasons, "max_benchmark_drop": gate["max_benchmark_drop"]}}
+            "gate": {"passed": passed, "reasons": reasons, "max_benchmark_drop": gate.get("max_benchmark_drop")}}
 
 
 def gate_reasons(result: dict, gate: dict) -> list[str]:

@@ -175,7 +175,8 @@ def parity_section(parity: dict | None, variant: str) -> list[str]:
         gate = parity.get("gate")
         if isinstance(gate, dict):
             verdict = "passed" if gate.get("passed") else "FAILED: " + "; ".join(gate.get("reasons") or [])
-            lines.append(f"Gate (`export.int8.gate`): {verdict}.")
+            lines.append(f"Export gate (`export.int8.gate`, parity on fixed prompts): {verdict}. The benchmark "
+                         "half of the gate is the `gate` column of the run's `results/eval.csv`.")
         size = sizes.get("int8")
     if size is not None and sizes.get("pytorch"):
         lines.append(f"Size: {_num(size)} MB ({size / sizes['pytorch']:.2f}x the PyTorch checkpoint's "

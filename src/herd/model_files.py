@@ -92,16 +92,21 @@ def copy_to(src_dir: Path, dst_dir: Path) -> list[str]:
     is written out as chat_template.jinja, which transformers reads first."""
     src_dir, dst_dir = Path(src_dir), Path(dst_dir)
     copied = []
+    # every target is unlinked first: in a release folder it may be a hard link into
+    # results/export, and writing through it would change the export itself
     if (src_dir / GENERATION_FILE).is_file():
+        (dst_dir / GENERATION_FILE).unlink(missing_ok=True)
         shutil.copy2(src_dir / GENERATION_FILE, dst_dir / GENERATION_FILE)
         copied.append(GENERATION_FILE)
     if (src_dir / TEMPLATE_FILE).is_file():
+        (dst_dir / TEMPLATE_FILE).unlink(missing_ok=True)
         shutil.copy2(src_dir / TEMPLATE_FILE, dst_dir / TEMPLATE_FILE)
         copied.append(TEMPLATE_FILE)
     elif _has_template(src_dir):
         import json
 
         template = json.loads((src_dir / TOKENIZER_CONFIG).read_text(encoding="utf-8"))["chat_template"]
+        (dst_dir / TEMPLATE_FILE).unlink(missing_ok=True)
         (dst_dir / TEMPLATE_FILE).write_text(template, encoding="utf-8")
         copied.append(TEMPLATE_FILE)
     return copied
@@ -118,8 +123,8 @@ def link_tree(src: Path, dst: Path) -> int:
         if path.is_dir():
             target.mkdir(parents=True, exist_ok=True)
             continue
-        if path.relative_to(src) == Path("README.md"):
-            continue
+        if path.relative_to(src) == Path("README.md") or path.name.startswith("."):
+            continue  # the release's own card; Snakemake's markers and temporary files
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             target.hardlink_to(path)

@@ -91,7 +91,8 @@ def markdown(text: str) -> str:
                 i += 1
             out.append("<ul>" + "".join(items) + "</ul>")
         elif line.strip():
-            para = []
+            para = [line]  # taken whatever it starts with ("#include" is no heading): the loop always moves on
+            i += 1
             while i < len(lines) and lines[i].strip() and not re.match(r"^(#|\||```|\s*[-*] )", lines[i]):
                 para.append(lines[i])
                 i += 1

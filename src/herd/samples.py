@@ -107,7 +107,8 @@ def table(answers: dict[tuple[str, str], list[dict]], max_new_tokens: int) -> st
               f"(`samples.prompts`), at most {max_new_tokens} new tokens (`samples.max_new_tokens`). "
               "`stop`: the model ended its answer; `length`: it was cut at the limit."), ""]
     for index in sorted(prompts):
-        lines += [f"## {index + 1}. {prompts[index]}", ""]
+        first, *rest = prompts[index].strip().splitlines() or [""]  # a heading holds one line
+        lines += [f"## {index + 1}. {first}", "", *([_quote("\n".join(rest)), ""] if rest else [])]
         for student, variant in keys:
             row = next((r for r in answers[(student, variant)] if r["prompt"] == index), None)
             if row is None:

@@ -49,6 +49,9 @@ from herd.prompts import student_prompt
 
 log = logging.getLogger(__name__)
 
+# a micro-batch packs into one row with a block-diagonal mask over the whole row (sdpa/eager):
+# attention cost grows with the row's square, so long rows are grouped instead
+PACK_MAX_TOKENS = 4096
 PACKING_TOLERANCE = 1e-3  # largest |logit| change packing may cause (fp32 rounding is ~1e-5)
 
 @dataclass(frozen=True)
@@ -93,7 +96,11 @@ def _save_checkpoint(ckpt: tuple[Path, str], rank: int, world: int, model, opt, 
     rng = train_state.rng_state()
     if world > 1:
         states = [None] * world
-        dist.all_gather_object(states, rng)
+        dist.all_gather_object(states, (rng, progress["tokens"], progress["useful"]))
+        # token counters are per process until the end: the checkpoint holds the run's totals
+        # (a resumed rank 0 starts from them, the other ranks from 0)
+        progress = {**progress, "tokens": sum(s[1] for s in states), "useful": sum(s[2] for s in states)}
+        states = [s[0] for s in states]
     else:
         states = [rng]
     if rank == 0:
@@ -153,7 +160,7 @@ def mean_loss(model, examples: list[dict], pad_id: int, batch_size: int,
 
 def train(base_dir: Path, train_rows: list[dict], val_rows: list[dict], cfg: TrainConfig,
           output: Path, place: Placement = Placement(), threads: int | None = None,
-          log_path: str | None = None, checkpoint: Path | None = None) -> dict:
+          log_path: str | None = None, checkpoint: Path | None = None, code_version: str = "") -> dict:
     """Fine-tune the checkpoint in `base_dir`; save to `output`; return metrics.
 
     With `cfg.checkpoint_every`, the run's state goes to `checkpoint` (default: a folder
@@ -168,7 +175,10 @@ def train(base_dir: Path, train_rows: list[dict], val_rows: list[dict], cfg: Tra
     ckpt = None
     if cfg.checkpoint_every:
         path = Path(checkpoint) if checkpoint else output.with_name(f"{output.name}.checkpoint")
-        ckpt = (path, train_state.fingerprint(_run_settings(cfg, place), Path(base_dir), train_rows, val_rows))
+        # the code is part of the run: after a change to the training code (which reruns the job)
+        # a checkpoint of the old code is not resumed
+        settings = {**_run_settings(cfg, place), "code": code_version}
+        ckpt = (path, train_state.fingerprint(settings, Path(base_dir), train_rows, val_rows))
     if place.processes == 1:
         return _train(0, base_dir, train_rows, val_rows, cfg, output, place, threads, None, None, None, ckpt)
     with socket.socket() as s:
@@ -214,6 +224,12 @@ def _choose_batching(cfg: TrainConfig, enc_dec: bool, model, train_ex: list[dict
     if enc_dec:
         log.info("batching: packed is for decoder-only students; this encoder-decoder uses grouped")
         return "grouped"
+    row = cfg.batch_size * cfg.max_length
+    if row > PACK_MAX_TOKENS:
+        log.info("batching: a packed row of batch_size x max_length = %d tokens would need a dense %d x %d "
+                 "attention mask (more than %d tokens: quadratic memory); using grouped", row, row, row,
+                 PACK_MAX_TOKENS)
+        return "grouped"
     probe = [{"input_ids": ex["input_ids"][:24], "labels": ex["labels"][:24]} for ex in train_ex[:3]]
     error = packing_error(model, probe, device)
     if error > PACKING_TOLERANCE:
@@ -235,8 +251,16 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
     encode = encode_seq2seq if enc_dec else encode_causal
     train_ex = [encode(tok, r["instruction"], r["response"], cfg.max_length) for r in train_rows]
     val_ex = [encode(tok, r["instruction"], r["response"], cfg.max_length) for r in val_rows]
+    # a prompt that fills max_length leaves no response token to learn from: its loss is 0/0 (NaN),
+    # which would poison every weight through the gradient
+    empty = sum(1 for ex in train_ex + val_ex if all(t == IGNORE for t in ex["labels"]))
+    if empty:
+        log.warning("%d rows have no response token within max_length %d (their prompt fills it): left out",
+                    empty, cfg.max_length)
+        train_ex = [ex for ex in train_ex if any(t != IGNORE for t in ex["labels"])]
+        val_ex = [ex for ex in val_ex if any(t != IGNORE for t in ex["labels"])]
     if not train_ex:
-        raise ValueError("no training rows")
+        raise ValueError(f"no training rows with a response token within max_length {cfg.max_length}")
     batching = _choose_batching(cfg, enc_dec, model, train_ex, device)
     packed = batching == "packed"
     lengths = [len(ex["input_ids"]) + (len(ex["labels"]) if enc_dec else 0) for ex in train_ex]
@@ -262,7 +286,8 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
         schedule.load_state_dict(resumed["scheduler"])
         gen.set_state(resumed["epoch_generator"])
         p = resumed["progress"]
-        history, norms, tokens, useful = p["history"], p["norms"], p["tokens"], p["useful"]
+        history, norms = p["history"], p["norms"]
+        tokens, useful = (p["tokens"], p["useful"]) if rank == 0 else (0, 0)  # totals: summed at the end
         step, epoch, position, seconds_before, val_before = (p["step"], p["epoch"], p["position"],
                                                              p["seconds"], p["val_before"])
         log.info("resumed from step %d of %d (epoch %d, micro-batch %d) from checkpoint %s",

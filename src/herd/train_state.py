@@ -96,6 +96,11 @@ def save(path: Path, state: dict, meta: dict) -> None:
         for f in (tmp / STATE, tmp / META, tmp):
             _fsync(f)
         old = _old(path)
+        if not path.exists():  # first save, or a kill left only the set-aside copy: keep it until the new one is in
+            os.replace(tmp, path)
+            _fsync(path.parent)
+            shutil.rmtree(old, ignore_errors=True)
+            return
         if old.exists():
             shutil.rmtree(old)
         if path.exists():
