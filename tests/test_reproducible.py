@@ -85,7 +85,9 @@ def test_one_learning_rate_reruns_only_that_student(tiny_run, tmp_path):
         print(f"  {rule:12s} {wildcards}")
     per_student = [(rule, w) for rule, w in jobs if w]
     assert per_student and all("student=t5-tiny" in w for _, w in per_student), jobs
-    # its judge answers are new, so the judge grades again (the other answers' grades come from the cache)
+    # its judge answers are new, so the judge grades again (the other answers' grades come from the cache);
+    # its released folder and sample answers are rebuilt, and the samples page that shows them
     assert {rule for rule, _ in jobs} == {"students", "export", "eval", "eval_table", "judge_answers",
-                                          "judge_grade", "judge_summary"}, jobs
+                                          "judge_grade", "judge_summary", "release", "samples",
+                                          "samples_table"}, jobs
     assert ("students", "student=t5-tiny") in jobs
