@@ -18,7 +18,7 @@ def test_read_prompts_text_and_jsonl(tmp_path):
     jl.write_text(json.dumps({"instruction": "Sum these.", "input": "1, 2"}) + "\n\n" + json.dumps({"instruction": "Hi"}))
     assert samples.read_prompts(jl) == ["Sum these.\n1, 2", "Hi"]
     jl.write_text(json.dumps({"instruction": "ok"}) + "\n" + json.dumps({"text": "no"}) + "\n")
-    with pytest.raises(ValueError, match=r"p.jsonl line 2 has no `instruction`"):
+    with pytest.raises(ValueError, match=r"samples.prompts: .*p.jsonl:2: record 2: has no `instruction`"):
         samples.read_prompts(jl)
     with pytest.raises(FileNotFoundError, match="samples.prompts"):
         samples.read_prompts(tmp_path / "missing.txt")

@@ -12,7 +12,6 @@ special tokens): what a user gets from the saved chat template.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from herd.lm_adapter import is_encoder_decoder, model_device
 from herd.prompts import student_prompt
+from herd.sources import jsonl_records
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +34,9 @@ def read_prompts(path: Path) -> list[str]:
     lines = path.read_text(encoding="utf-8").splitlines()
     prompts = []
     if path.suffix == ".jsonl":
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"samples.prompts: {path} line {number} is not JSON: {err}") from err
-            if not isinstance(row, dict) or not str(row.get("instruction", "")).strip():
-                raise ValueError(f"samples.prompts: {path} line {number} has no `instruction`")
+        for where, row in jsonl_records("\n".join(lines), path, "samples.prompts", "jsonl"):
+            if not str(row.get("instruction", "")).strip():
+                raise ValueError(f"{where}: has no `instruction`")
             text = row["instruction"].strip()
             if str(row.get("input", "")).strip():
                 text += "\n" + row["input"].strip()

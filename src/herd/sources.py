@@ -66,7 +66,7 @@ def _read_text(path: Path, key: str, what: str = "file") -> str:
     return text.removeprefix("\ufeff")  # a byte-order mark some editors write
 
 
-def _jsonl(text: str, path: Path, key: str, fmt: str) -> list[tuple[str, dict]]:
+def jsonl_records(text: str, path: Path, key: str, fmt: str) -> list[tuple[str, dict]]:
     """(where, record) of each line of a JSON Lines text; `where` names file, line and record."""
     if text.lstrip().startswith("["):  # seed records are objects: a JSONL line never opens a list
         raise SourceError(f"{key}: {path}:1: starts with '[', so it looks like an Alpaca JSON list, not the JSON "
@@ -213,7 +213,7 @@ def load_seeds(path: str | Path, fmt: str, source: str, limit: int | None = None
     elif fmt == "alpaca":
         records = _alpaca(_read_text(path, key), path, key)
     elif fmt in ("selfinstruct", "jsonl"):
-        records = _jsonl(_read_text(path, key), path, key, fmt)
+        records = jsonl_records(_read_text(path, key), path, key, fmt)
     else:
         raise SourceError(f"{key}: unknown seed format {fmt!r} for {path}: use selfinstruct, alpaca, jsonl, "
                           "parquet or hf")
