@@ -90,36 +90,8 @@ def encode_seq2seq(tok, instruction: str, response: str, max_length: int) -> dic
     return {"input_ids": prompt, "labels": answer}
 
 
-def _save_checkpoint(ckpt: tuple[Path, str], rank: int, world: int, model, opt, schedule,
-                     epoch_gen: torch.Tensor, progress: dict) -> None:
-    """Rank 0 writes the run's state, with the RNG states of every process."""
-    rng = train_state.rng_state()
-    if world > 1:
-        states = [None] * world
-        dist.all_gather_object(states, (rng, progress["tokens"], progress["useful"]))
-        # token counters are per process until the end: the checkpoint holds the run's totals
-        # (a resumed rank 0 starts from them, the other ranks from 0)
-        progress = {**progress, "tokens": sum(s[1] for s in states), "useful": sum(s[2] for s in states)}
-        states = [s[0] for s in states]
-    else:
-        states = [rng]
-    if rank == 0:
-        train_state.save(ckpt[0], {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                   "scheduler": schedule.state_dict(), "epoch_generator": epoch_gen,
-                                   "rng": states, "progress": progress},
-                         {"step": progress["step"], "fingerprint": ckpt[1]})
-        log.info("checkpoint at step %d: %s", progress["step"], ckpt[0])
-    if world > 1:  # no process runs ahead of a checkpoint it would have to be resumed from
-        dist.barrier()
-
-
 def load_base(base_dir: Path):
-    from transformers import (
-        AutoConfig,
-        AutoModelForCausalLM,
-        AutoModelForSeq2SeqLM,
-        AutoTokenizer,
-    )
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     cfg = AutoConfig.from_pretrained(base_dir)
     cls = AutoModelForSeq2SeqLM if cfg.is_encoder_decoder else AutoModelForCausalLM
@@ -348,7 +320,7 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
                 break
             if ckpt and step % cfg.checkpoint_every == 0:
                 t0 = time.perf_counter()
-                _save_checkpoint(ckpt, rank, world, model, opt, schedule, epoch_gen, {
+                train_state.save_from_processes(ckpt, rank, world, model, opt, schedule, epoch_gen, {
                     "history": history, "norms": norms, "tokens": tokens, "useful": useful, "step": step, "epoch": epoch,
                     "position": j + per_step, "val_before": val_before,
                     "seconds": seconds_before + t0 - start - paused})

@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 log = logging.getLogger(__name__)
 
@@ -144,3 +145,26 @@ def clear(path: Path) -> None:
     path = Path(path)
     for p in [path, _old(path), *path.parent.glob(f".{path.name}.*.tmp")]:
         shutil.rmtree(p, ignore_errors=True)
+
+
+def save_from_processes(ckpt: tuple[Path, str], rank: int, world: int, model, opt, schedule,
+                        epoch_gen: torch.Tensor, progress: dict) -> None:
+    """Rank 0 writes the run's state, with the RNG states of every process."""
+    rng = rng_state()
+    if world > 1:
+        states = [None] * world
+        dist.all_gather_object(states, (rng, progress["tokens"], progress["useful"]))
+        # token counters are per process until the end: the checkpoint holds the run's totals
+        # (a resumed rank 0 starts from them, the other ranks from 0)
+        progress = {**progress, "tokens": sum(s[1] for s in states), "useful": sum(s[2] for s in states)}
+        states = [s[0] for s in states]
+    else:
+        states = [rng]
+    if rank == 0:
+        save(ckpt[0], {"model": model.state_dict(), "optimizer": opt.state_dict(),
+                       "scheduler": schedule.state_dict(), "epoch_generator": epoch_gen,
+                       "rng": states, "progress": progress},
+             {"step": progress["step"], "fingerprint": ckpt[1]})
+        log.info("checkpoint at step %d: %s", progress["step"], ckpt[0])
+    if world > 1:  # no process runs ahead of a checkpoint it would have to be resumed from
+        dist.barrier()
