@@ -3,7 +3,7 @@ import math
 
 import yaml
 
-from herd import model_card
+from herd import dataset, model_card
 
 CFG = {"name": "smollm2-135m", "from": {"gguf": "smollm2-135m-instruct"}, "learning_rate": 2e-5, "epochs": 1,
        "batch_size": 4, "grad_accum": 1, "max_length": 192, "max_steps": None}
@@ -69,4 +69,4 @@ def test_base_model_names_only_hub_ids():
     assert model_card.base_model({"hub": "google/flan-t5-small"}) == "google/flan-t5-small"
     assert model_card.base_model({"hub": "/models/local"}) is None
     assert model_card.base_model({"gguf": "/x/model.gguf"}) is None
-    assert model_card.hub_licence("CC BY-NC 4.0") == "cc-by-nc-4.0"
+    assert dataset.licence_slug("CC BY-NC 4.0") == "cc-by-nc-4.0"

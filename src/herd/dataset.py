@@ -214,17 +214,24 @@ def _licence_section(rows: list[dict], entries: list[dict]) -> list[str]:
             "model's terms of use."), ""]
 
 
-# licence names as people write them in seed_tasks, to the Hub's identifiers
-HUB_LICENCES = {"apache-2.0", "mit", "cc-by-4.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "cc0-1.0",
-                "cc-by-3.0", "cc-by-sa-3.0", "cc-by-nc-3.0", "odc-by", "odbl", "gpl-3.0", "bsd-3-clause",
-                "llama2", "llama3", "gemma", "openrail", "unknown"}
+# licence names as people write them in seed_tasks, to the Hub's identifiers (the dataset card
+# and the model cards both read this one list)
+HUB_LICENCES = {"apache-2.0", "mit", "bsd-2-clause", "bsd-3-clause", "gpl-3.0", "lgpl-3.0", "agpl-3.0", "cc0-1.0",
+                "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0", "cc-by-nc-3.0", "cc-by-nc-4.0",
+                "cc-by-nc-sa-4.0", "cc-by-nc-nd-4.0", "odc-by", "odbl", "openrail", "gemma", "llama2", "llama3",
+                "unknown"}
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M")]
 
 
+def licence_slug(text: str) -> str:
+    """`CC BY-NC 4.0` -> `cc-by-nc-4.0`: the Hub's spelling of a licence name."""
+    return re.sub(r"[\s_]+", "-", text.strip().lower())
+
+
 def hub_licence(text: str) -> str:
-    """`CC BY-NC 4.0` -> `cc-by-nc-4.0`; a licence the Hub does not know becomes `other`."""
-    slug = re.sub(r"[\s_]+", "-", text.strip().lower())
+    """The Hub's identifier of a licence name; a licence the Hub does not know becomes `other`."""
+    slug = licence_slug(text)
     return slug if slug in HUB_LICENCES else "other"
 
 

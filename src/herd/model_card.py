@@ -14,18 +14,13 @@ import re
 
 import yaml
 
+from herd.dataset import HUB_LICENCES, licence_slug
 from herd.prompts import PROMPT_TEMPLATE
 
 # the upstream models behind herd's packaged GGUF files (herd.assets.PACKAGED)
 UPSTREAM = {
     "smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct",
     "qwen2.5-coder-0.5b-instruct": "Qwen/Qwen2.5-Coder-0.5B-Instruct",
-}
-# licence ids the Hub knows; anything else is "other" with the names in license_name
-HUB_LICENCES = {
-    "apache-2.0", "mit", "bsd-2-clause", "bsd-3-clause", "gpl-3.0", "lgpl-3.0", "agpl-3.0", "cc0-1.0",
-    "cc-by-3.0", "cc-by-4.0", "cc-by-sa-3.0", "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0",
-    "cc-by-nc-nd-4.0", "odc-by", "openrail", "gemma", "llama2", "llama3", "unknown",
 }
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 VARIANT_TITLE = {"pytorch": "PyTorch (fp32)", "onnx": "ONNX (fp32)", "onnx-int8": "ONNX (int8)"}
@@ -53,14 +48,9 @@ def describe_base(source: dict) -> str:
             f"with the tokenizer of `{scratch['tokenizer']}`")
 
 
-def hub_licence(name: str) -> str:
-    """`CC BY-NC 4.0` -> `cc-by-nc-4.0`: the Hub's spelling of a licence name."""
-    return re.sub(r"[\s_]+", "-", name.strip().lower())
-
-
 def licence_fields(licences: dict[str, int]) -> dict:
     """Front matter for the licences of the training rows: one Hub licence, or `other` naming all."""
-    ids = sorted({hub_licence(n) for n in licences})
+    ids = sorted({licence_slug(n) for n in licences})
     if not ids:
         return {"license": "unknown"}
     if len(ids) == 1 and ids[0] in HUB_LICENCES:
