@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from herd.eval_summary import AVERAGE
+
 INT8 = "onnx-int8"
-COMPARISON = "int8_vs_distilled"
-AVERAGE = "average"
+COMPARISON = "int8_vs_distilled"  # eval_summary's name for int8 - pytorch
 
 
 class Int8GateError(RuntimeError):
