@@ -40,7 +40,7 @@ PROMPT = "Explain in two sentences why the sea is salty."
 def bench_client(n: int, latency: float, in_flight: int) -> dict:
     import openai
 
-    from herd.openai_teacher import OpenAITeacher
+    from herd.teacher.openai_chat import OpenAITeacher
 
     reqs = [Request([{"role": "user", "content": f"{PROMPT} ({i})"}], Decoding(max_tokens=16), seed=i)
             for i in range(n)]
@@ -85,7 +85,8 @@ def bench_engine(gguf: Path, tokens: int, threads: int, parallel: int, n: int) -
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from herd import native
-    from herd.teacher import LlamaCppTeacher, TransformersTeacher
+    from herd.teacher.huggingface import TransformersTeacher
+    from herd.teacher.llamacpp import LlamaCppTeacher
 
     torch.set_num_threads(threads)
     reqs = engine_requests(n, tokens)
@@ -129,7 +130,7 @@ def bench_engine(gguf: Path, tokens: int, threads: int, parallel: int, n: int) -
 
 def bench_kernels(gguf: Path, tokens: int, threads: int, parallel: int, n: int) -> dict:
     from herd import native
-    from herd.teacher import LlamaCppTeacher
+    from herd.teacher.llamacpp import LlamaCppTeacher
 
     reqs = engine_requests(n, tokens)
     out = {}

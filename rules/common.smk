@@ -120,8 +120,7 @@ def teacher_inputs():
 
 def teacher_params():
     """The teacher's settings that make its answers; how a job runs them (RUN_ONLY_KEYS) reruns nothing."""
-    return {"teacher": {k: v for k, v in config["teacher"].items() if k not in RUN_ONLY_KEYS},
-            "seed": config["seed"]}
+    return {k: v for k, v in config["teacher"].items() if k not in RUN_ONLY_KEYS}
 
 
 # ---------------------------------------------------------------- evaluation and the judge

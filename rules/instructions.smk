@@ -22,6 +22,7 @@ rule instructions:
         cfg=instruction_params,
         seed_tasks=config["seed_tasks"],
         teacher=teacher_params(),
+        seed=config["seed"],
         # changes while the shard's last run left failed requests (herd.retry): each invocation retries them
         retry=lambda wc: retry_param(f"results/instructions/{wc.kind}/{wc.shard}.stats.json"),
         code=script_code("instructions.py"),

@@ -59,6 +59,7 @@ rule judge_teacher_answers:
         cfg={k: config["judge"][k] for k in ("max_new_tokens", "max_failed_fraction")},
         system_prompt=config["responses"]["system_prompt"],
         teacher=teacher_params(),
+        seed=config["seed"],
         code=script_code("judge_teacher_answers.py"),
     conda:
         "../envs/herd.yaml"
@@ -84,6 +85,7 @@ rule judge_grade:
     params:
         cfg={k: config["judge"][k] for k in ("decoding", "max_failed_fraction")},
         teacher=teacher_params(),
+        seed=config["seed"],
         code=script_code("judge_grade.py"),
     conda:
         "../envs/herd.yaml"

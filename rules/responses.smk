@@ -18,6 +18,7 @@ rule responses:
     params:
         cfg=config["responses"],
         teacher=teacher_params(),
+        seed=config["seed"],
         # changes while the shard's last run left failed requests (herd.retry): each invocation retries them
         retry=lambda wc: retry_param(f"results/responses/{wc.shard}.stats.json"),
         code=script_code("responses.py"),

@@ -12,11 +12,11 @@ items = io.read_jsonl(snakemake.input.selected)
 # results/judge/answers/{student}/{variant}.jsonl -> set "student/variant"; answers/teacher.jsonl -> "teacher"
 root = Path("results/judge/answers")
 sets = {Path(p).relative_to(root).with_suffix("").as_posix(): io.read_jsonl(p) for p in snakemake.input.answers}
-teacher_cfg = job_config(params.teacher["teacher"], snakemake.config["teacher"])
+teacher_cfg = job_config(params.teacher, snakemake.config["teacher"])
 teacher = make_teacher(teacher_cfg, io.read_json(snakemake.input.manifest), snakemake.input.get("model"),
                        snakemake.threads, job="judge-grade")
-rows, ledger = judge.grade(items, sets, cfg["decoding"], params.teacher["seed"], teacher,
-                           cost.price(params.teacher["teacher"]), cfg["max_failed_fraction"])
+rows, ledger = judge.grade(items, sets, cfg["decoding"], params.seed, teacher,
+                           cost.price(params.teacher), cfg["max_failed_fraction"])
 io.write_jsonl(snakemake.output.ledger, ledger)
 io.write_jsonl(snakemake.output.grades, rows)
 by_set = {}

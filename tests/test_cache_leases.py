@@ -87,7 +87,7 @@ CHILD = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
     from fault_server import requests_for
-    from herd.openai_teacher import OpenAITeacher
+    from herd.teacher.openai_chat import OpenAITeacher
     from herd.teacher import ResponseCache
     base_url, cache_path, contents, opts = sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), json.loads(sys.argv[5])
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
@@ -187,7 +187,7 @@ def test_killed_holder_is_taken_over(tmp_path, where):
 def test_batch_jobs_sharing_the_cache_submit_each_request_once(tmp_path):
     from fault_server import requests_for
 
-    from herd.openai_batch import BatchesPending, HeldElsewhere, OpenAIBatchTeacher
+    from herd.teacher.openai_batch import BatchesPending, HeldElsewhere, OpenAIBatchTeacher
 
     cache = ResponseCache(tmp_path / "cache" / "teacher.sqlite")
 

@@ -54,4 +54,4 @@ def test_real_scripts_reach_the_modules_that_once_were_forgotten():
     dataset = code_closure.closure(ROOT / "scripts/dataset.py")
     assert {"dataset", "rng", "io"} <= dataset
     responses = code_closure.closure(ROOT / "scripts/responses.py")
-    assert {"responses", "teacher", "llamacpp_parallel", "native", "rng", "io"} <= responses
+    assert {"responses", "teacher", "teacher.llamacpp_parallel", "native", "rng", "io"} <= responses

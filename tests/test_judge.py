@@ -151,7 +151,7 @@ def test_an_answer_two_sets_share_is_graded_once_and_read_from_the_cache_after(f
     """The grade request depends on the item and the answer, never on which model wrote it: the
     judge cannot tell the sets apart, and the same answer is not paid for twice (a real client
     against a local OpenAI-compatible test server; its canned replies parse as no grade)."""
-    from herd.openai_teacher import OpenAITeacher
+    from herd.teacher.openai_chat import OpenAITeacher
 
     server = fault_server()
     teacher = OpenAITeacher(server.base_url, "judge-model", None, cache, max_in_flight=2, timeout_s=5.0,

@@ -114,9 +114,9 @@ def test_a_job_log_that_ends_in_a_fatal_signal_gets_advice(tmp_path, frame, libr
 
 def test_advice_for_a_teacher_that_died_on_its_safe_kernels_is_to_rebuild(tmp_path):
     log = tmp_path / "job.log"
-    report = ("INFO herd.teacher: llama.cpp: {} kernels (teacher.cpu_kernels: auto)\n"
+    report = ("INFO herd.teacher.llamacpp: llama.cpp: {} kernels (teacher.cpu_kernels: auto)\n"
               "Fatal Python error: Illegal instruction\n\nStack (most recent call first):\n"
-              '  File "/x/herd/llamacpp_parallel.py", line 154 in generate\n')
+              '  File "/x/herd/teacher/llamacpp_parallel.py", line 154 in generate\n')
     log.write_text(report.format("fast"))
     (fast,) = native.crash_advice([log])
     assert "teacher.cpu_kernels: safe" in fast and "pip install --force-reinstall" in fast

@@ -5,13 +5,25 @@ import logging
 import math
 
 import pytest
-from fault_server import CLOSE, FaultServer, expected_answer, fault_server, requests_for, status  # noqa: F401
+from fault_server import (  # noqa: F401
+    CLOSE,
+    FaultServer,
+    expected_answer,
+    fault_server,
+    requests_for,
+    status,
+)
 
-from herd import openai_batch
 from herd.io import read_json
-from herd.openai_batch import BatchError, BatchesPending, OpenAIBatchTeacher, split_lines
-from herd.openai_teacher import OpenAITeacher
-from herd.teacher import ResponseCache, request_key
+from herd.teacher import ResponseCache, openai_batch, request_key
+from herd.teacher.batch_jsonl import request_line
+from herd.teacher.openai_batch import (
+    BatchError,
+    BatchesPending,
+    OpenAIBatchTeacher,
+    split_lines,
+)
+from herd.teacher.openai_chat import OpenAITeacher
 
 KEY = "sk-test-DO-NOT-LEAK-batch-4e1d"
 WRONG_KEY = "sk-wrong-ALSO-SECRET-batch-9a0b"
@@ -81,7 +93,7 @@ def test_input_is_split_into_files(fault_server, cache, state_path, limit):
     contents = [f"q{i:02d}" for i in range(8)]  # equal lengths, so equal line sizes
     requests = requests_for(contents)
     probe = make_teacher(server, cache, state_path)
-    line_bytes = len(probe._line(request_key("openai", "fake-model", requests[0]), requests[0]))
+    line_bytes = len(request_line(request_key("openai", "fake-model", requests[0]), probe._body(requests[0])))
     if limit == "count":
         teacher, per_file = make_teacher(server, cache, state_path, max_requests_per_file=3), 3
     else:

@@ -8,7 +8,9 @@ import time
 import pytest
 from fault_server import CLOSE, HANG, TRUNCATE, FaultServer, expected_answer, fault_server, ok, requests_for, status  # noqa: F401
 
-from herd.openai_teacher import OpenAITeacher, TokenBucket, parse_duration, retry_after_s
+from herd.teacher.http_errors import parse_duration, retry_after_s
+from herd.teacher.openai_chat import OpenAITeacher
+from herd.teacher.rate_limits import TokenBucket
 from herd.teacher import ResponseCache, request_key
 
 KEY = "sk-test-DO-NOT-LEAK-7f3a9c"

@@ -26,7 +26,7 @@ CFG = {"system_prompt": "Be concise.", "max_failed_fraction": 0.0,
 CHILD = textwrap.dedent("""
     import json, sys
     from herd import io, responses
-    from herd.openai_teacher import OpenAITeacher
+    from herd.teacher.openai_chat import OpenAITeacher
     from herd.teacher import ResponseCache
     base_url, cache_path, records_path, out_path, cfg = sys.argv[1:6]
     cfg = json.loads(cfg)

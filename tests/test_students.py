@@ -139,3 +139,24 @@ def test_packed_training_learns_what_padded_does(tmp_path, tokenizer_dir):
 def test_encoder_decoder_asked_to_pack_groups(tmp_path, tiny_t5):
     metrics = train(tiny_t5, ROWS * 2, ROWS, cfg(max_steps=2, batching="packed"), tmp_path / "t5")
     assert metrics["batching"] == "grouped"
+
+
+def test_student_base_from_scratch_takes_the_rules_tokenizer_and_the_seed(tmp_path, tokenizer_dir):
+    """build_student_base's scratch path: the tokenizer a rule hands it replaces scratch.tokenizer
+    (here a path that does not exist), and the seed makes the weights."""
+    import torch
+
+    from herd.assets import build_student_base
+
+    arch = {"n_embd": 16, "n_layer": 1, "n_head": 2, "n_positions": 64}
+    source = {"scratch": {"family": "gpt2", "tokenizer": str(tmp_path / "absent"), "arch": arch}}
+    build_student_base(source, tmp_path / "a", str(tokenizer_dir), seed=1)
+    build_student_base(source, tmp_path / "b", str(tokenizer_dir), seed=1)
+    own = {"scratch": {**source["scratch"], "tokenizer": str(tokenizer_dir)}}
+    build_student_base(own, tmp_path / "c", None, seed=2)  # no rule tokenizer: scratch.tokenizer
+    a, b, c = (AutoModelForCausalLM.from_pretrained(tmp_path / n) for n in "abc")
+    assert a.config.n_embd == 16 and a.config.vocab_size == len(AutoTokenizer.from_pretrained(tokenizer_dir))
+    key = "transformer.h.0.mlp.c_fc.weight"
+    assert torch.equal(a.state_dict()[key], b.state_dict()[key])
+    assert not torch.equal(a.state_dict()[key], c.state_dict()[key])
+    assert AutoTokenizer.from_pretrained(tmp_path / "c").vocab_size == AutoTokenizer.from_pretrained(tmp_path / "a").vocab_size

@@ -9,8 +9,10 @@ import httpx
 import pytest
 
 from herd.dedup import rouge_l_f1, rouge_tokens
-from herd.openai_teacher import OpenAITeacher
-from herd.teacher import Decoding, LlamaCppTeacher, Request, ResponseCache, TransformersTeacher
+from herd.teacher.openai_chat import OpenAITeacher
+from herd.teacher import Decoding, Request, ResponseCache
+from herd.teacher.huggingface import TransformersTeacher
+from herd.teacher.llamacpp import LlamaCppTeacher
 
 DECODING = Decoding(temperature=0.0, top_p=1.0, max_tokens=12)
 QUESTIONS = ["What is the capital of France?", "Name a colour of the sky."]

@@ -25,3 +25,33 @@ def test_topics_from_a_category_dump(tmp_path):
     assert (project / "results/topics/topics.txt").read_text().splitlines() == ["Chess", "Physics", "Rock'n'roll"]
     stats = json.loads((project / "results/topics/stats.json").read_text())
     assert stats["kept"] == 3
+
+
+# --- the rule's core, herd.wikipedia.filter_topic_source, without Snakemake ---
+
+TOPIC_CFG = {"max_words": 2, "max_chars": 255, "min_subcats": 10, "min_pages": 50, "pages": "articles"}
+
+
+def test_topic_source_dispatches_on_the_format(tmp_path):
+    from herd.wikipedia import filter_topic_source
+
+    dump = tmp_path / "category.sql"
+    dump.write_text(DUMP)
+    kept, stats = filter_topic_source(dump, {**TOPIC_CFG, "format": "mediawiki_sql"})
+    assert kept == ["Chess", "Physics", "Rock'n'roll"] and stats["rows"] == 6 and stats["pages"] == "articles"
+    titles = tmp_path / "topics.txt"
+    titles.write_text("Jazz\nAncient_Egypt\nHistory of the world\njazz\n")
+    kept, stats = filter_topic_source(titles, {**TOPIC_CFG, "format": "text"})
+    assert kept == ["Jazz", "Ancient Egypt"]
+    assert stats == {"input": 4, "kept": 2, "dropped": {"too_many_words": 1, "duplicate": 1}}
+
+
+def test_no_topic_left_names_the_file(tmp_path):
+    import pytest
+
+    from herd.wikipedia import filter_topic_source
+
+    titles = tmp_path / "topics.json"
+    titles.write_text(json.dumps({"History of the world": 1}))
+    with pytest.raises(ValueError, match=r"topics.json: no topic left after filtering \(see the topics settings"):
+        filter_topic_source(titles, {**TOPIC_CFG, "format": "json_map"})

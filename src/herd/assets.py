@@ -210,6 +210,27 @@ def build_scratch(family: str, arch: dict, tokenizer_source: str, output: Path, 
         tok.save_pretrained(tmp)
 
 
+def build_student_base(source: dict, output: Path, tokenizer: str | None, seed: int) -> None:
+    """A student's base checkpoint in `output` from its `from` setting (`source`): a packaged
+    GGUF converted, a Hub model, or a `scratch` architecture with random weights from `seed`.
+    `tokenizer` (a scratch base's tokenizer when a rule builds it) replaces scratch.tokenizer."""
+    import tempfile
+
+    output = Path(output)
+    if "gguf" in source:
+        with tempfile.TemporaryDirectory() as tmp:
+            gguf = Path(tmp) / "model.gguf"
+            manifest = build_gguf(source["gguf"], gguf)
+            log.info("converting %s (%s) to a Hugging Face checkpoint", source["gguf"], manifest["sha256"])
+            convert_gguf(gguf, output)
+    elif "hub" in source:
+        fetch_hub(source["hub"], output)
+    else:
+        scratch = source["scratch"]
+        build_scratch(scratch["family"], dict(scratch.get("arch", {})),
+                      str(tokenizer if tokenizer is not None else scratch["tokenizer"]), output, seed=seed)
+
+
 def fetch_hub(model_id: str, output: Path) -> None:
     """Load a Hub model by id (online) and save it as a local checkpoint."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer

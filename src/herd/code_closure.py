@@ -2,7 +2,7 @@
 
 A rule's `code` param is a hash of its script and of every herd module the script can
 reach through imports: module-level and lazy ones inside functions alike, and modules
-named in a string ("herd.llamacpp_probe", run as `python -m`), found by reading the source
+named in a string ("herd.teacher.llamacpp_probe", run as `python -m`), found by reading the source
 with `ast` (nothing is imported). Adding an import therefore adds a
 module to the trigger; no list is kept by hand.
 """
@@ -42,8 +42,9 @@ def _join(*parts: str) -> str:
     return ".".join(p for p in parts if p)
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Names (relative to herd) of the herd modules that the file at `path` imports anywhere."""
+def imported_modules(path: Path, named: bool = True) -> set[str]:
+    """Names (relative to herd) of the herd modules that the file at `path` imports anywhere;
+    with `named`, also those it names in a string (run as `python -m`)."""
     tree = ast.parse(Path(path).read_text(encoding="utf-8"), str(path))
     found: set[str] = set()
     here = _package_of(Path(path))
@@ -66,7 +67,7 @@ def imported_modules(path: Path) -> set[str]:
             found.add(base)
             # `from herd import teacher`: the name may be a module itself
             found.update(_join(base, alias.name) for alias in node.names)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_NAME.match(node.value):
+        elif named and isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_NAME.match(node.value):
             found.add(node.value[len(PACKAGE) + 1:])  # run by name: `python -m herd.x`, import_module("herd.x")
     return {name for name in found if module_file(name) is not None}
 

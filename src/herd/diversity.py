@@ -18,6 +18,7 @@ import logging
 import time
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -221,6 +222,142 @@ def filter_summary(stats: dict | None, generated: list[dict] | None) -> dict | N
     return out
 
 
+class Embedded(NamedTuple):
+    """The embedded sample of every group, keyed by (stage, group): stage is "dataset" (the
+    dataset's sources and the seeds) or "generated" (the sources before the filter)."""
+    texts: dict[tuple[str, str], list[str]]
+    vectors: dict[tuple[str, str], np.ndarray]
+    unique: int  # distinct texts embedded
+    dim: int
+    seconds: float
+
+
+def _embed_samples(groups: dict[str, list[str]], pre: dict[str, list[str]] | None, cfg: dict,
+                   seed: int) -> Embedded:
+    """Embed a seeded sample of each group (dataset sources, seeds, pre-filter sources), each
+    distinct text once."""
+    cap = cfg["sample_per_source"]
+    picks = {("dataset", g): sample_indices(len(texts), cap, seed, "embed", "dataset", g) for g, texts in groups.items()}
+    if pre is not None and cfg["duplicate_embedding_threshold"] is not None:
+        picks.update({("generated", g): sample_indices(len(texts), cap, seed, "embed", "generated", g)
+                      for g, texts in pre.items()})
+    texts_of = {key: [(groups if key[0] == "dataset" else pre)[key[1]][i] for i in idx] for key, idx in picks.items()}
+    unique = list(dict.fromkeys(t for texts in texts_of.values() for t in texts))
+    t0 = time.perf_counter()
+    table = embed(unique, cfg["embedding_model"], seed) if unique else np.zeros((0, 384), np.float32)
+    seconds = time.perf_counter() - t0
+    row_of = {t: i for i, t in enumerate(unique)}
+    vectors = {key: table[[row_of[t] for t in texts]].reshape(len(texts), -1) for key, texts in texts_of.items()}
+    return Embedded(texts_of, vectors, len(unique), table.shape[1], seconds)
+
+
+def _clusters(emb: Embedded, sources: list[str], k: int, seed: int) -> list[dict]:
+    """k-means over the embedded dataset instructions (seeds apart): size and top terms of each."""
+    keys = [("dataset", g) for g in sources]
+    vectors = np.concatenate([emb.vectors[key] for key in keys]) if keys else np.zeros((0, emb.dim))
+    texts = [t for key in keys for t in emb.texts[key]]
+    labels = cluster(vectors, k, seed) if len(texts) else np.array([], dtype=int)
+    terms = top_terms(texts, labels) if len(texts) else {}
+    sizes = Counter(int(c) for c in labels)
+    return [{"cluster": c, "size": sizes[c], "top_terms": terms.get(c, [])} for c in sorted(sizes)]
+
+
+def _draw_map(emb: Embedded, groups: dict[str, list[str]], kinds: dict[str, str], cfg: dict, seed: int,
+              path: Path) -> dict:
+    """The t-SNE map of the embedded dataset instructions with the seeds; what it shows."""
+    map_keys = [("dataset", g) for g in groups if g != SEED_GROUP] + [("dataset", SEED_GROUP)]
+    map_groups = [key[1] for key in map_keys for _ in emb.texts[key]]
+    totals = {g: len(texts) for g, texts in groups.items()}
+    points = project_2d(np.concatenate([emb.vectors[key] for key in map_keys]), seed)
+    sampled = any(len(emb.texts[("dataset", g)]) < totals[g] for g in groups)
+    plot(points, map_groups, totals, kinds, path,
+         f"Instructions by source and the seed tasks: t-SNE of {cfg['embedding_model']} embeddings\n"
+         f"{len(map_groups)} points"
+         + (f" (at most {cfg['sample_per_source']} per source, sampled at random)" if sampled else ""))
+    return {"points": len(map_groups), "per_group": dict(Counter(map_groups)), "sampled": sampled}
+
+
+def _per_source(groups: dict[str, list[str]], dataset: dict[str, list[dict]],
+                vectors: dict[tuple[str, str], np.ndarray], kinds: dict[str, str]) -> dict:
+    """Size, kind, MATTR and mean pairwise cosine of each group."""
+    per_source = {}
+    for g, texts in groups.items():
+        v = vectors[("dataset", g)]
+        entry = {"n": len(texts), "n_embedded": len(v), "kind": kinds.get(g, "unknown"),
+                 "mattr_instructions": round(mattr(words(texts)), 4)}
+        if g != SEED_GROUP:
+            entry["mattr_responses"] = round(mattr(words([r["response"] for r in dataset[g]])), 4)
+        mean_cos = mean_pairwise_cosine(v)
+        if mean_cos is not None:
+            entry["mean_pairwise_cosine"] = round(mean_cos, 4)
+        per_source[g] = entry
+    return per_source
+
+
+DUPLICATE_NOTES = (
+    ("dataset: the rows after filtering and answering. The filter already removed exact and ROUGE-L "
+     "duplicates of the generated sources (against the seeds too), so their dataset rates are about 0 by "
+     "construction; they measure the unfiltered sources (reanswer, passthrough), repeats across sources "
+     "('all'), and, by embeddings, paraphrases that ROUGE-L does not catch."),
+    ("generated_before_filter: every generated instruction (the filter's kept and excluded records), "
+     "i.e. how much the teacher repeated itself; the filter's counts per reason are under 'filter'."),
+    ("Rates from samples (rouge_sampled / embedding_sampled true) count only duplicates whose partner "
+     "is in the sample, so they underestimate the full group's rate."),
+)
+
+
+def _duplicate_definitions(cfg: dict) -> dict[str, str]:
+    return {
+        "exact_duplicate_rate": "share of a group's instructions whose normalised text (lowercase, "
+                                "whitespace collapsed) repeats an earlier one",
+        "rouge_duplicate_rate": f"share dropped by a sequential ROUGE-L F1 > {cfg['duplicate_rouge_threshold']} "
+                                "filter within the group (herd.dedup.RougeNovelty, no seed references; "
+                                "includes exact repeats)",
+        "embedding_duplicate_rate": f"share dropped by a sequential cosine > {cfg['duplicate_embedding_threshold']} "
+                                    f"filter over {cfg['embedding_model']} embeddings within the group (includes "
+                                    "exact repeats)",
+        "all": "every source together: repeats across sources count too",
+    }
+
+
+def _group_rates(group_texts: dict[str, list[str]], stage: str, with_all: bool,
+                 vectors: dict[tuple[str, str], np.ndarray], cfg: dict, seed: int) -> dict:
+    """duplicate_rates of each group of one stage and, with `with_all`, of all of them together."""
+    emb_threshold = cfg["duplicate_embedding_threshold"]
+    rouge = {"rouge_threshold": cfg["duplicate_rouge_threshold"], "rouge_cap": cfg["rouge_sample_per_source"],
+             "seed": seed}
+    out = {}
+    for g, texts in group_texts.items():
+        v = vectors.get((stage, g))
+        out[g] = duplicate_rates(texts, name=f"{stage}/{g}", vectors=v, embedding_threshold=emb_threshold,
+                                 embedding_sampled=v is not None and len(v) < len(texts), **rouge)
+    if with_all and len(group_texts) > 1:  # across sources: a row repeating another source's
+        keys = [(stage, g) for g in group_texts if (stage, g) in vectors]
+        all_texts = [t for texts in group_texts.values() for t in texts]
+        all_v = np.concatenate([vectors[k] for k in keys]) if keys and emb_threshold is not None else None
+        out["all"] = duplicate_rates(all_texts, name=f"{stage}/all", vectors=all_v,
+                                     embedding_threshold=emb_threshold,
+                                     embedding_sampled=all_v is not None and len(all_v) < len(all_texts), **rouge)
+    return out
+
+
+def _duplicates(groups: dict[str, list[str]], pre: dict[str, list[str]] | None,
+                vectors: dict[tuple[str, str], np.ndarray], cfg: dict, seed: int,
+                generated: list[dict] | None, filter_stats: dict | None) -> dict:
+    """Duplicate rates of the dataset, the seeds and the generated sources before the filter,
+    with the filter's drops and what each number means."""
+    dataset_groups = {g: t for g, t in groups.items() if g != SEED_GROUP}
+    return {
+        "definitions": _duplicate_definitions(cfg),
+        "dataset": _group_rates(dataset_groups, "dataset", True, vectors, cfg, seed),
+        "seed": _group_rates({SEED_GROUP: groups[SEED_GROUP]}, "dataset", False, vectors, cfg, seed)[SEED_GROUP],
+        "generated_before_filter": (_group_rates(pre, "generated", True, vectors, cfg, seed)
+                                    if pre is not None else None),
+        "filter": filter_summary(filter_stats, generated),
+        "notes": list(DUPLICATE_NOTES),
+    }
+
+
 def report(rows: list[dict], seeds: list[str], cfg: dict, seed: int, plot_path: Path, *,
            generated: list[dict] | None = None, filter_stats: dict | None = None,
            kinds: dict[str, str] | None = None) -> dict:
@@ -233,116 +370,30 @@ def report(rows: list[dict], seeds: list[str], cfg: dict, seed: int, plot_path: 
     started = time.perf_counter()
     cfg = {**DEFAULTS, **cfg}
     kinds = {SEED_GROUP: "seed tasks (examples)", **(kinds or {})}
-    cap = cfg["sample_per_source"]
-    emb_threshold = cfg["duplicate_embedding_threshold"]
-    rouge = {"rouge_threshold": cfg["duplicate_rouge_threshold"], "rouge_cap": cfg["rouge_sample_per_source"],
-             "seed": seed}
-
     dataset = _by_source(rows)
     groups = {**{src: [r["instruction"] for r in part] for src, part in dataset.items()}, SEED_GROUP: list(seeds)}
     pre = None
     if generated is not None:
         pre = {src: [r["instruction"].strip() for r in part] for src, part in _by_source(generated).items()}
 
-    # what gets embedded: a seeded sample of each group (dataset sources, seeds, pre-filter sources)
-    picks = {("dataset", g): sample_indices(len(texts), cap, seed, "embed", "dataset", g) for g, texts in groups.items()}
-    if pre is not None and emb_threshold is not None:
-        picks.update({("generated", g): sample_indices(len(texts), cap, seed, "embed", "generated", g)
-                      for g, texts in pre.items()})
-    texts_of = {key: [(groups if key[0] == "dataset" else pre)[key[1]][i] for i in idx] for key, idx in picks.items()}
-    unique = list(dict.fromkeys(t for texts in texts_of.values() for t in texts))
-    t0 = time.perf_counter()
-    table = embed(unique, cfg["embedding_model"], seed) if unique else np.zeros((0, 384), np.float32)
-    embed_seconds = time.perf_counter() - t0
-    row_of = {t: i for i, t in enumerate(unique)}
-    vectors = {key: table[[row_of[t] for t in texts]].reshape(len(texts), -1) for key, texts in texts_of.items()}
-
-    # clusters over the embedded dataset instructions (seeds apart), the map with the seeds
-    sources = [g for g in groups if g != SEED_GROUP]
-    gen_keys = [("dataset", g) for g in sources]
-    gen_vectors = np.concatenate([vectors[k] for k in gen_keys]) if gen_keys else np.zeros((0, table.shape[1]))
-    gen_texts = [t for k in gen_keys for t in texts_of[k]]
-    labels = cluster(gen_vectors, cfg["clusters"], seed) if len(gen_texts) else np.array([], dtype=int)
-    terms = top_terms(gen_texts, labels) if len(gen_texts) else {}
-    map_keys = [*gen_keys, ("dataset", SEED_GROUP)]
-    map_groups = [k[1] for k in map_keys for _ in texts_of[k]]
-    totals = {g: len(texts) for g, texts in groups.items()}
-    points = project_2d(np.concatenate([vectors[k] for k in map_keys]), seed)
-    n_map = len(map_groups)
-    sampled = any(len(texts_of[("dataset", g)]) < totals[g] for g in groups)
-    plot(points, map_groups, totals, kinds, plot_path,
-         f"Instructions by source and the seed tasks: t-SNE of {cfg['embedding_model']} embeddings\n"
-         f"{n_map} points" + (f" (at most {cap} per source, sampled at random)" if sampled else ""))
-
-    per_source = {}
-    for g, texts in groups.items():
-        v = vectors[("dataset", g)]
-        entry = {"n": len(texts), "n_embedded": len(v), "kind": kinds.get(g, "unknown"),
-                 "mattr_instructions": round(mattr(words(texts)), 4)}
-        if g != SEED_GROUP:
-            entry["mattr_responses"] = round(mattr(words([r["response"] for r in dataset[g]])), 4)
-        mean_cos = mean_pairwise_cosine(v)
-        if mean_cos is not None:
-            entry["mean_pairwise_cosine"] = round(mean_cos, 4)
-        per_source[g] = entry
-
-    def rates(group_texts: dict[str, list[str]], stage: str, with_all: bool) -> dict:
-        out = {}
-        for g, texts in group_texts.items():
-            key = (stage, g)
-            v = vectors.get(key)
-            out[g] = duplicate_rates(texts, name=f"{stage}/{g}", vectors=v, embedding_threshold=emb_threshold,
-                                     embedding_sampled=v is not None and len(v) < len(texts), **rouge)
-        if with_all and len(group_texts) > 1:  # across sources: a row repeating another source's
-            keys = [(stage, g) for g in group_texts if (stage, g) in vectors]
-            all_texts = [t for texts in group_texts.values() for t in texts]
-            all_v = np.concatenate([vectors[k] for k in keys]) if keys and emb_threshold is not None else None
-            out["all"] = duplicate_rates(all_texts, name=f"{stage}/all", vectors=all_v,
-                                         embedding_threshold=emb_threshold,
-                                         embedding_sampled=all_v is not None and len(all_v) < len(all_texts), **rouge)
-        return out
-
-    dataset_groups = {g: t for g, t in groups.items() if g != SEED_GROUP}
-    duplicates = {
-        "definitions": {
-            "exact_duplicate_rate": "share of a group's instructions whose normalised text (lowercase, "
-                                    "whitespace collapsed) repeats an earlier one",
-            "rouge_duplicate_rate": f"share dropped by a sequential ROUGE-L F1 > {rouge['rouge_threshold']} "
-                                    "filter within the group (herd.dedup.RougeNovelty, no seed references; "
-                                    "includes exact repeats)",
-            "embedding_duplicate_rate": f"share dropped by a sequential cosine > {emb_threshold} filter over "
-                                        f"{cfg['embedding_model']} embeddings within the group (includes exact repeats)",
-            "all": "every source together: repeats across sources count too",
-        },
-        "dataset": rates(dataset_groups, "dataset", with_all=True),
-        "seed": rates({SEED_GROUP: groups[SEED_GROUP]}, "dataset", with_all=False)[SEED_GROUP],
-        "generated_before_filter": rates(pre, "generated", with_all=True) if pre is not None else None,
-        "filter": filter_summary(filter_stats, generated),
-        "notes": [
-            ("dataset: the rows after filtering and answering. The filter already removed exact and ROUGE-L "
-             "duplicates of the generated sources (against the seeds too), so their dataset rates are about 0 by "
-             "construction; they measure the unfiltered sources (reanswer, passthrough), repeats across sources "
-             "('all'), and, by embeddings, paraphrases that ROUGE-L does not catch."),
-            ("generated_before_filter: every generated instruction (the filter's kept and excluded records), "
-             "i.e. how much the teacher repeated itself; the filter's counts per reason are under 'filter'."),
-            ("Rates from samples (rouge_sampled / embedding_sampled true) count only duplicates whose partner "
-             "is in the sample, so they underestimate the full group's rate."),
-        ],
-    }
-    sizes = Counter(int(c) for c in labels)
+    emb = _embed_samples(groups, pre, cfg, seed)
+    clusters = _clusters(emb, [g for g in groups if g != SEED_GROUP], cfg["clusters"], seed)
+    map_summary = _draw_map(emb, groups, kinds, cfg, seed, plot_path)
+    per_source = _per_source(groups, dataset, emb.vectors, kinds)
     summary = {
         "instructions": len(rows),
         "seeds": len(seeds),
         "per_source": per_source,
-        "clusters": [{"cluster": c, "size": sizes[c], "top_terms": terms.get(c, [])} for c in sorted(sizes)],
-        "duplicates": duplicates,
-        "map": {"points": n_map, "per_group": dict(Counter(map_groups)), "sampled": sampled},
-        "sampling": {"sample_per_source": cap, "rouge_sample_per_source": cfg["rouge_sample_per_source"],
-                     "embedded_texts": len(unique), "seed": seed},
+        "clusters": clusters,
+        "duplicates": _duplicates(groups, pre, emb.vectors, cfg, seed, generated, filter_stats),
+        "map": map_summary,
+        "sampling": {"sample_per_source": cfg["sample_per_source"],
+                     "rouge_sample_per_source": cfg["rouge_sample_per_source"], "embedded_texts": emb.unique,
+                     "seed": seed},
         "embedding_model": cfg["embedding_model"],
         "mattr_window": MATTR_WINDOW,
     }
     log.info("diversity: %d instructions, %d seeds, %d texts embedded in %.1fs, %d clusters, per source %s, %.1fs",
-             len(rows), len(seeds), len(unique), embed_seconds, len(sizes),
+             len(rows), len(seeds), emb.unique, emb.seconds, len(clusters),
              {s: e["n"] for s, e in per_source.items()}, time.perf_counter() - started)
     return summary

@@ -179,8 +179,8 @@ def _tried(cache_dir, model: Path, kernels: str, threads: int, probe) -> ChildRe
 
 
 def probe_command(model: str, kernels: str, threads: int) -> list[str]:
-    """The child that tries `kernels`: `python -m herd.llamacpp_probe MODEL KERNELS THREADS`."""
-    return [sys.executable, "-X", "faulthandler", "-m", "herd.llamacpp_probe", model, kernels, str(threads)]
+    """The child that tries `kernels`: `python -m herd.teacher.llamacpp_probe MODEL KERNELS THREADS`."""
+    return [sys.executable, "-X", "faulthandler", "-m", "herd.teacher.llamacpp_probe", model, kernels, str(threads)]
 
 
 def llamacpp_kernels(model: str | Path, setting: str, cache_dir: str | Path, threads: int,

@@ -2,7 +2,8 @@
 
 Decoder-only students see prompt + response + EOS with the prompt positions
 masked (-100); encoder-decoder students read the prompt and are trained to
-write the response. A short, linear AdamW loop with linear warmup and decay.
+write the response. A short, linear AdamW loop with linear warmup and decay
+(herd.train_loop; this module sets it up, saves the model and reports the metrics).
 
 Where it runs (`Placement`): on the CPU, or on CUDA GPUs in bf16 autocast with
 fp32 master weights. With more than one process the job is data parallel
@@ -23,29 +24,19 @@ import logging
 import math
 import socket
 import tempfile
-import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
-from herd import logs, model_files, train_state
-from herd.batching import (
-    IGNORE,
-    collate,
-    epoch_batches,
-    input_tokens,
-    make_batch,
-    packing_error,
-    useful_tokens,
-)
+from herd import logs, model_files, train_loop, train_state
+from herd.batching import IGNORE, collate, packing_error
 from herd.compute import gpu_peak_tflops, training_flops
 from herd.io import atomic_dir
 from herd.placement import Placement
 from herd.prompts import student_prompt
+from herd.train_loop import autocast
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +44,7 @@ log = logging.getLogger(__name__)
 # attention cost grows with the row's square, so long rows are grouped instead
 PACK_MAX_TOKENS = 4096
 PACKING_TOLERANCE = 1e-3  # largest |logit| change packing may cause (fp32 rounding is ~1e-5)
+ON_CPU = Placement()  # the default: one process on the CPU, fp32
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -91,7 +83,12 @@ def encode_seq2seq(tok, instruction: str, response: str, max_length: int) -> dic
 
 
 def load_base(base_dir: Path):
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForSeq2SeqLM,
+        AutoTokenizer,
+    )
 
     cfg = AutoConfig.from_pretrained(base_dir)
     cls = AutoModelForSeq2SeqLM if cfg.is_encoder_decoder else AutoModelForCausalLM
@@ -102,15 +99,9 @@ def load_base(base_dir: Path):
     return model, tok, cfg.is_encoder_decoder
 
 
-def _autocast(place: Placement):
-    if place.precision == "bf16":
-        return torch.autocast(device_type=place.device, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 @torch.no_grad()
 def mean_loss(model, examples: list[dict], pad_id: int, batch_size: int,
-              place: Placement = Placement(), device: torch.device | str = "cpu",
+              place: Placement = ON_CPU, device: torch.device | str = "cpu",
               rank: int = 0, world: int = 1) -> float | None:
     """Token-weighted mean loss; with `world` processes each takes every world-th batch
     and the sums are all-reduced, so every process gets the same value."""
@@ -121,7 +112,7 @@ def mean_loss(model, examples: list[dict], pad_id: int, batch_size: int,
     for i in range(rank * batch_size, len(examples), batch_size * world):
         batch = collate(examples[i : i + batch_size], pad_id)
         n = int((batch["labels"] != IGNORE).sum())
-        with _autocast(place):
+        with autocast(place):
             sums[0] += model(**{k: v.to(device) for k, v in batch.items()}).loss.double() * n
         sums[1] += n
     if world > 1:
@@ -131,7 +122,7 @@ def mean_loss(model, examples: list[dict], pad_id: int, batch_size: int,
 
 
 def train(base_dir: Path, train_rows: list[dict], val_rows: list[dict], cfg: TrainConfig,
-          output: Path, place: Placement = Placement(), threads: int | None = None,
+          output: Path, place: Placement = ON_CPU, threads: int | None = None,
           log_path: str | None = None, checkpoint: Path | None = None, code_version: str = "") -> dict:
     """Fine-tune the checkpoint in `base_dir`; save to `output`; return metrics.
 
@@ -211,8 +202,8 @@ def _choose_batching(cfg: TrainConfig, enc_dec: bool, model, train_ex: list[dict
     return "packed"
 
 
-def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: TrainConfig,
-          output: Path, place: Placement, ckpt: tuple[Path, str] | None) -> dict:
+def _prepare(rank: int, base_dir: Path, train_rows, val_rows, cfg: TrainConfig, place: Placement):
+    """Seed this process, load the base model onto its device and encode the rows."""
     torch.manual_seed(cfg.seed + rank)  # dropout masks differ between processes
     if place.precision == "bf16":  # fp32 stays strict fp32
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -233,39 +224,28 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
         val_ex = [ex for ex in val_ex if any(t != IGNORE for t in ex["labels"])]
     if not train_ex:
         raise ValueError(f"no training rows with a response token within max_length {cfg.max_length}")
-    batching = _choose_batching(cfg, enc_dec, model, train_ex, device)
-    packed = batching == "packed"
-    lengths = [len(ex["input_ids"]) + (len(ex["labels"]) if enc_dec else 0) for ex in train_ex]
+    return model, tok, enc_dec, device, train_ex, val_ex
 
+
+def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: TrainConfig,
+          output: Path, place: Placement, ckpt: tuple[Path, str] | None) -> dict:
+    model, tok, enc_dec, device, train_ex, val_ex = _prepare(rank, base_dir, train_rows, val_rows, cfg, place)
+    batching = _choose_batching(cfg, enc_dec, model, train_ex, device)
+    lengths = [len(ex["input_ids"]) + (len(ex["labels"]) if enc_dec else 0) for ex in train_ex]
     per_step = cfg.grad_accum * world  # micro-batches in one optimizer step, over all processes
     steps_per_epoch = math.ceil(len(train_ex) / (cfg.batch_size * per_step))
     total_steps = cfg.max_steps or max(1, math.ceil(steps_per_epoch * cfg.epochs))
-    warmup = int(total_steps * cfg.warmup_ratio)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.learning_rate)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min((s + 1) / max(warmup, 1), max(0.0, (total_steps - s) / max(total_steps - warmup, 1)))
-    )
-
+    opt, schedule = train_loop.optimizer(model, cfg.learning_rate, cfg.weight_decay,
+                                         int(total_steps * cfg.warmup_ratio), total_steps)
     gen = torch.Generator().manual_seed(cfg.seed)  # same order in every process
-    history, norms, tokens, useful, step, epoch, position, seconds_before = [], [], 0, 0, 0, 0, 0, 0.0
     resumed = train_state.load(*ckpt) if ckpt else None
     if resumed:
-        model.load_state_dict(resumed["model"])
-        opt.load_state_dict(resumed["optimizer"])
-        schedule.load_state_dict(resumed["scheduler"])
-        gen.set_state(resumed["epoch_generator"])
-        p = resumed["progress"]
-        history, norms = p["history"], p["norms"]
-        tokens, useful = (p["tokens"], p["useful"]) if rank == 0 else (0, 0)  # totals: summed at the end
-        step, epoch, position, seconds_before, val_before = (p["step"], p["epoch"], p["position"],
-                                                             p["seconds"], p["val_before"])
+        progress = train_loop.resume(resumed, model, opt, schedule, gen, rank)
         log.info("resumed from step %d of %d (epoch %d, micro-batch %d) from checkpoint %s",
-                 step, total_steps, epoch, position, ckpt[0])
+                 progress.step, total_steps, progress.epoch, progress.position, ckpt[0])
     else:
-        val_before = mean_loss(model, val_ex, tok.pad_token_id, cfg.batch_size, place, device, rank, world)
+        progress = train_loop.Progress(
+            val_before=mean_loss(model, val_ex, tok.pad_token_id, cfg.batch_size, place, device, rank, world))
     net = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
@@ -274,93 +254,58 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
     model.train()
     if resumed:  # last: nothing above may draw from the generators the killed run had advanced
         train_state.set_rng_state(resumed["rng"][rank])
-    if place.device == "cuda":
-        torch.cuda.synchronize(device)
-    start, paused = time.perf_counter(), 0.0
-    bar = tqdm(total=total_steps, initial=step, desc="train", mininterval=5, unit="step", disable=rank != 0)
-    while step < total_steps:
-        epoch_gen = gen.get_state()  # the epoch's plan is drawn from here: a checkpoint keeps it
-        order = torch.randperm(len(train_ex), generator=gen).tolist()
-        micro = epoch_batches(order, lengths, cfg.batch_size, batching, gen)
-        for j in range(position, len(micro), per_step):
-            group = micro[j : j + per_step]
-            n_targets = sum(sum(1 for t in train_ex[k]["labels"] if t != IGNORE) for m in group for k in m)
-            # this process's share; a process left without one (short last step of an epoch)
-            # runs a zero-weighted batch so that every process joins the gradient all-reduce
-            share = group[rank::world]
-            mine, weight = (share, 1.0) if share else ([group[0]], 0.0)
-            step_loss = torch.zeros((), dtype=torch.float64, device=device)
-            for i, m in enumerate(mine):
-                batch = make_batch([train_ex[k] for k in m], tok.pad_token_id, packed)
-                n = useful_tokens(batch)  # counted on the CPU: no GPU sync
-                if share:  # enc-dec: the targets run through the decoder as well
-                    tokens += input_tokens(batch) + (n if enc_dec else 0)
-                    useful += n
-                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-                # DDP averages gradients over processes; x world undoes that, so the step's
-                # gradient is the token-weighted mean over every micro-batch of every process
-                sync = net.no_sync() if world > 1 and i < len(mine) - 1 else nullcontext()
-                with sync:
-                    with _autocast(place):
-                        loss = net(**batch, use_cache=False).loss.float() * n / max(n_targets, 1) * weight
-                    (loss * world).backward()
-                step_loss += loss.detach().double()
-            if world > 1:  # the step's loss over all processes, for the bar and the history
-                dist.all_reduce(step_loss)
-            step_loss = step_loss.item()
-            norms.append(float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)))
-            opt.step()
-            schedule.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            history.append(step_loss)
-            bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.3f}")
-            if step >= total_steps:
-                break
-            if ckpt and step % cfg.checkpoint_every == 0:
-                t0 = time.perf_counter()
-                train_state.save_from_processes(ckpt, rank, world, model, opt, schedule, epoch_gen, {
-                    "history": history, "norms": norms, "tokens": tokens, "useful": useful, "step": step, "epoch": epoch,
-                    "position": j + per_step, "val_before": val_before,
-                    "seconds": seconds_before + t0 - start - paused})
-                paused += time.perf_counter() - t0
-        epoch, position = epoch + 1, 0
-    bar.close()
-    if place.device == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = seconds_before + time.perf_counter() - start - paused
-    if world > 1:
-        summed = torch.tensor([float(tokens), float(useful)], dtype=torch.float64, device=device)
+    trainer = train_loop.Trainer(model, net, opt, schedule, place, device, rank, world, tok.pad_token_id, enc_dec,
+                                 packed=batching == "packed")
+    seconds = train_loop.run(trainer, progress, gen, train_ex, lengths, batching, cfg.batch_size, per_step,
+                             total_steps, ckpt, cfg.checkpoint_every)
+    val_after = _finish(trainer, progress, tok, val_ex, cfg, output, ckpt)
+    if rank != 0:
+        return {}
+    return _metrics(trainer, progress, batching, len(train_ex), seconds, val_after,
+                    resumed["progress"]["step"] if resumed else None, output)
+
+
+def _finish(t: train_loop.Trainer, progress: train_loop.Progress, tok, val_ex: list[dict], cfg: TrainConfig,
+            output: Path, ckpt: tuple[Path, str] | None) -> float | None:
+    """Sum the token counts over the processes, score the validation rows, save the model (rank
+    0) and remove the checkpoint; the validation loss after training."""
+    if t.world > 1:
+        summed = torch.tensor([float(progress.tokens), float(progress.useful)], dtype=torch.float64, device=t.device)
         dist.all_reduce(summed)
-        tokens, useful = int(summed[0].item()), int(summed[1].item())
-    history = [round(h, 5) for h in history]
-    val_after = mean_loss(model, val_ex, tok.pad_token_id, cfg.batch_size, place, device, rank, world)
-    if rank == 0:
+        progress.tokens, progress.useful = int(summed[0].item()), int(summed[1].item())
+    progress.history = [round(h, 5) for h in progress.history]
+    val_after = mean_loss(t.model, val_ex, tok.pad_token_id, cfg.batch_size, t.place, t.device, t.rank, t.world)
+    if t.rank == 0:
         # the one place the trained checkpoint is written: with the prompt format as a chat
         # template and greedy generation settings, so transformers' pipeline answers as trained
-        model_files.prepare(model, tok, enc_dec, max_new_tokens=cfg.max_length)
+        model_files.prepare(t.model, tok, t.enc_dec, max_new_tokens=cfg.max_length)
         with atomic_dir(output) as tmp:
-            model.save_pretrained(tmp)
+            t.model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
         if ckpt:  # the model is saved: the checkpoint (optimizer state: 2x the weights) goes
             train_state.clear(ckpt[0])
-    if world > 1:  # every process waits for the save, then all leave together
+    if t.world > 1:  # every process waits for the save, then all leave together
         dist.barrier()
-    if rank != 0:
-        return {}
-    parameters = sum(p.numel() for p in model.parameters())
+    return val_after
+
+
+def _metrics(t: train_loop.Trainer, progress: train_loop.Progress, batching: str, train_rows: int,
+             seconds: float, val_after: float | None, resumed_from: int | None, output: Path) -> dict:
+    """The run's metrics.json (rank 0), with one log line of them."""
+    place, world, history = t.place, t.world, progress.history
+    tokens, useful, val_before = progress.tokens, progress.useful, progress.val_before
+    parameters = sum(p.numel() for p in t.model.parameters())
     tok_s = tokens / seconds if seconds else None
     metrics = {
-        "architecture": "encoder-decoder" if enc_dec else "decoder",
+        "architecture": "encoder-decoder" if t.enc_dec else "decoder",
         "parameters": parameters,
-        "train_rows": len(train_ex),
-        "steps": step,
+        "train_rows": train_rows,
+        "steps": progress.step,
         "train_loss": history,
-        "grad_norm": [round(g, 5) for g in norms],  # before clipping to 1.0
+        "grad_norm": [round(g, 5) for g in progress.norms],  # before clipping to 1.0
         "val_loss_before": val_before,
         "val_loss_after": val_after,
-        "device": place.device if place.device == "cpu" else torch.cuda.get_device_name(device),
+        "device": place.device if place.device == "cpu" else torch.cuda.get_device_name(t.device),
         "processes": world,
         "precision": place.precision,
         "seconds": round(seconds, 2),
@@ -369,9 +314,9 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
         "batching": batching,
         "useful_tokens": useful,  # response tokens the loss was taken on
         "useful_tokens_per_second": round(useful / seconds, 1) if seconds else None,
-        "resumed_from_step": resumed["progress"]["step"] if resumed else None,
+        "resumed_from_step": resumed_from,
         # model FLOPs as in the plan (6·N per token, 3·N for encoder-decoders), per process
-        "model_tflops_per_second": (round(training_flops(parameters, tok_s, enc_dec) / 1e12 / world, 4)
+        "model_tflops_per_second": (round(training_flops(parameters, tok_s, t.enc_dec) / 1e12 / world, 4)
                                     if tok_s else None),
         "mfu": None,
     }
@@ -380,7 +325,7 @@ def _loop(rank: int, world: int, base_dir: Path, train_rows, val_rows, cfg: Trai
         metrics["mfu"] = round(metrics["model_tflops_per_second"] / peak, 4)
     log.info("trained %s on %s x%d (%s): %d steps, loss %.3f -> %.3f, val %.3f -> %.3f, %.0fs, "
              "%.0f tok/s, %.3g model TFLOP/s per process, MFU %s",
-             output, metrics["device"], world, place.precision, step, history[0], history[-1],
+             output, metrics["device"], world, place.precision, progress.step, history[0], history[-1],
              val_before or float("nan"), val_after or float("nan"), seconds, tok_s or 0,
              metrics["model_tflops_per_second"] or 0, metrics["mfu"])
     return metrics

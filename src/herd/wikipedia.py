@@ -28,6 +28,8 @@ import gzip
 import re
 from collections import Counter
 
+from herd import sources
+
 CHUNK_SIZE = 1 << 20  # bytes read at a time
 LOOKAHEAD = 1 << 16  # bytes kept ahead of the parser; no token (row, string, comment) is longer
 MAX_EXAMPLES = 5  # malformed rows reported with their position
@@ -98,6 +100,66 @@ class _Stream:
         self.pos = len(self.buf) if newline < 0 else newline + 1
 
 
+class _Malformed:
+    """Counts malformed rows by reason (in the caller's Counter) and describes the first
+    MAX_EXAMPLES (in the caller's list) with their row number and byte offset."""
+
+    def __init__(self, counts: Counter, examples: list):
+        self.counts, self.examples, self.row_number = counts, examples, 0
+
+    def __call__(self, reason: str, offset: int) -> None:
+        self.counts[reason] += 1
+        if len(self.examples) < MAX_EXAMPLES:
+            self.examples.append(f"row {self.row_number} at byte {offset}: {reason}")
+
+
+def _skip_statement(s: _Stream, bad: _Malformed) -> None:
+    """Go past a statement other than an INSERT into `category`, strings and comments included."""
+    while (piece := s.match(_SKIP)) is not None:
+        s.pos = piece.end()
+        if piece.group() == b";":
+            return
+    if not s.at_end():  # an unterminated string or name
+        bad("syntax", s.offset + s.pos)
+        s.skip_line()
+
+
+def _insert_rows(s: _Stream, bad: _Malformed):
+    """Yield the well-formed rows of one INSERT (`s` at its first row), separated by ',' and
+    ended by ';'; a syntax error ends the INSERT (the scan goes on from the next line)."""
+    while True:
+        s.skip_space()
+        bad.row_number += 1
+        start = s.offset + s.pos
+        if (m := s.match(_ROW)) is not None:
+            s.pos = m.end()
+            try:
+                title = unescape(m.group(2)).decode("utf-8")
+            except UnicodeDecodeError:
+                bad("invalid_utf8", start)
+            else:
+                if title:
+                    yield int(m.group(1)), title, *map(int, m.group(3, 4, 5))
+                else:
+                    bad("empty_title", start)
+        elif (m := s.match(_ANY_ROW)) is not None:  # a tuple, not of the 5 expected values
+            s.pos = m.end()
+            n_fields = len(_STRINGS.sub(b"''", m.group(1)).split(b","))
+            bad("field_count" if n_fields != len(COLUMNS) else "field_type", start)
+        else:
+            bad("syntax", start)
+            s.skip_line()
+            return
+        s.skip_space()
+        if (sep := s.match(_SEPARATOR)) is None:
+            bad("syntax", s.offset + s.pos)
+            s.skip_line()
+            return
+        s.pos = sep.end()
+        if sep.group() == b";":
+            return
+
+
 def iter_rows(path, chunk_size: int = CHUNK_SIZE, malformed: Counter | None = None,
               examples: list | None = None, lookahead: int = LOOKAHEAD):
     """Yield (cat_id, title, pages, subcats, files) rows of a category dump, title decoded.
@@ -107,15 +169,7 @@ def iter_rows(path, chunk_size: int = CHUNK_SIZE, malformed: Counter | None = No
     `examples` with their row number and byte offset in the uncompressed stream;
     they never stop the scan. After a syntax error the scan resumes on the next line.
     """
-    malformed = Counter() if malformed is None else malformed
-    examples = [] if examples is None else examples
-    row_number = 0
-
-    def bad(reason: str, offset: int):
-        malformed[reason] += 1
-        if len(examples) < MAX_EXAMPLES:
-            examples.append(f"row {row_number} at byte {offset}: {reason}")
-
+    bad = _Malformed(Counter() if malformed is None else malformed, [] if examples is None else examples)
     with open(path, "rb") as raw:
         gzipped = raw.read(2) == GZIP_MAGIC
     with (gzip.open if gzipped else open)(path, "rb") as fh:
@@ -125,51 +179,14 @@ def iter_rows(path, chunk_size: int = CHUNK_SIZE, malformed: Counter | None = No
             if s.at_end():
                 return
             insert = s.match(_INSERT)
-            if insert is None:  # another statement: skip it, strings and comments included
-                while (piece := s.match(_SKIP)) is not None:
-                    s.pos = piece.end()
-                    if piece.group() == b";":
-                        break
-                else:
-                    if not s.at_end():  # an unterminated string or name
-                        bad("syntax", s.offset + s.pos)
-                        s.skip_line()
+            if insert is None:  # another statement: skip it
+                _skip_statement(s, bad)
                 continue
             columns = insert.group(1)
             if columns and tuple(c.strip(b" `").decode() for c in columns.split(b",")) != COLUMNS:
                 raise ValueError(f"unsupported column list {columns!r} at byte {s.offset + s.pos}")
             s.pos = insert.end()
-            while True:  # rows of one INSERT, separated by ',' and ended by ';'
-                s.skip_space()
-                row_number += 1
-                start = s.offset + s.pos
-                if (m := s.match(_ROW)) is not None:
-                    s.pos = m.end()
-                    try:
-                        title = unescape(m.group(2)).decode("utf-8")
-                    except UnicodeDecodeError:
-                        bad("invalid_utf8", start)
-                    else:
-                        if title:
-                            yield int(m.group(1)), title, *map(int, m.group(3, 4, 5))
-                        else:
-                            bad("empty_title", start)
-                elif (m := s.match(_ANY_ROW)) is not None:  # a tuple, not of the 5 expected values
-                    s.pos = m.end()
-                    n_fields = len(_STRINGS.sub(b"''", m.group(1)).split(b","))
-                    bad("field_count" if n_fields != len(COLUMNS) else "field_type", start)
-                else:
-                    bad("syntax", start)
-                    s.skip_line()
-                    break
-                s.skip_space()
-                if (sep := s.match(_SEPARATOR)) is None:
-                    bad("syntax", s.offset + s.pos)
-                    s.skip_line()
-                    break
-                s.pos = sep.end()
-                if sep.group() == b";":
-                    break
+            yield from _insert_rows(s, bad)
 
 
 def filter_categories(path, max_words: int = 2, min_subcats: int = 10, min_pages: int = 50,
@@ -217,3 +234,21 @@ def filter_categories(path, max_words: int = 2, min_subcats: int = 10, min_pages
     }
     return sorted(kept), stats
 
+
+def filter_topic_source(path, cfg: dict) -> tuple[list[str], dict]:
+    """The topics of the configured source `path` (`cfg`: the topics config): a category dump
+    (format mediawiki_sql) through filter_categories, a title list (text, json_map) through
+    sources.filter_topics; return (titles, stats). Raises ValueError when no topic is left.
+
+    Here rather than in herd.sources: only the topics stage needs the dump parser, and the
+    stages that read seeds through herd.sources should not rerun when it changes."""
+    if cfg["format"] == "mediawiki_sql":
+        kept, stats = filter_categories(path, max_words=cfg["max_words"], min_subcats=cfg["min_subcats"],
+                                        min_pages=cfg["min_pages"], pages=cfg["pages"])
+    else:
+        titles = sources.load_topics(path, cfg["format"], cfg["max_chars"])
+        kept, dropped = sources.filter_topics(titles, cfg["max_words"])
+        stats = {"input": len(titles), "kept": len(kept), "dropped": dropped}
+    if not kept:
+        raise ValueError(f"{path}: no topic left after filtering (see the topics settings in config/schema.yaml)")
+    return kept, stats

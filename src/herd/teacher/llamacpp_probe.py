@@ -1,5 +1,5 @@
 """The child process herd.native starts to try llama.cpp's kernels on this host:
-`python -m herd.llamacpp_probe MODEL fast|safe THREADS`. It lives apart from herd.native so
+`python -m herd.teacher.llamacpp_probe MODEL fast|safe THREADS`. It lives apart from herd.native so
 that native, which the teacher imports, imports no teacher code back.
 """
 
@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import sys
 
-from herd.llamacpp_parallel import ParallelDecoder
 from herd.native import load_llama
-from herd.teacher import Decoding, Request
+from herd.teacher.llamacpp_parallel import ParallelDecoder
+from herd.teacher.request import Decoding, Request
 
 
 def probe_llamacpp(path: str, kernels: str, threads: int) -> None:
@@ -27,6 +27,6 @@ def probe_llamacpp(path: str, kernels: str, threads: int) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) != 4:
-        sys.exit("usage: python -m herd.llamacpp_probe MODEL fast|safe THREADS")
+        sys.exit("usage: python -m herd.teacher.llamacpp_probe MODEL fast|safe THREADS")
     probe_llamacpp(sys.argv[1], sys.argv[2], int(sys.argv[3]))
     print("probe ok")

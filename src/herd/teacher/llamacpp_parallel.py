@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import llama_cpp as lc
 
-from herd.teacher import Answer, Request
+from herd.teacher.request import Answer, Request
 
 FLASH_ATTN = 0  # as llama-cpp-python's Llama: same numerics as its one-at-a-time API
 

@@ -1,25 +1,22 @@
 """The `openai` teacher through the OpenAI Batch API: half the price, answers within 24 hours.
 
-`OpenAIBatchTeacher.answer(requests)`:
+Answering (the cache look-up, leases and storing are herd.teacher.base's):
 
-1. Cache first. The backend ("openai") and `model_id` are those of
-   OpenAITeacher, so both modes make the same cache keys and share answers.
-2. Requests that the state file records in a batch still running are not sent
-   again; those batches are followed instead.
-3. The other uncached requests become JSONL lines whose ``custom_id`` is the
-   request's cache key, split into files of at most `max_requests_per_file`
-   lines and `max_bytes_per_file` bytes. Each file is uploaded
-   (``POST {base_url}/files``, purpose "batch"), then a batch is made from it
-   (``POST {base_url}/batches``).
-4. Batches are polled (``GET {base_url}/batches/{id}``) every `poll_interval_s`
-   until they end. With ``wait=False`` there is one round of polls, then
-   `BatchesPending` if any batch still runs: rerun to collect.
-5. An ended batch's output and error files are downloaded
-   (``GET {base_url}/files/{id}/content``). Each answer goes into the cache at
-   once; a line that failed becomes ``Answer(text=None, error="batch: ...")``
-   and is not cached, nor is a request that an expired, cancelled or failed
-   batch never ran. The batch then leaves the state's pending list, so a rerun
-   sends only the requests still missing from the cache.
+1. Cache keys are those of OpenAITeacher (backend "openai", `model_id`): both
+   modes share answers. Requests in a batch the state file records as running
+   are not sent again; that batch is followed instead.
+2. The other missing requests become JSONL lines (``custom_id``: the cache key),
+   split into files of at most `max_requests_per_file` lines and
+   `max_bytes_per_file` bytes; each is uploaded (``POST {base_url}/files``,
+   purpose "batch") and made a batch (``POST {base_url}/batches``).
+3. Batches are polled (``GET {base_url}/batches/{id}``) every `poll_interval_s`
+   until they end; with ``wait=False``, one round of polls, then
+   `BatchesPending` if any still runs: rerun to collect.
+4. An ended batch's output and error files are downloaded
+   (``GET {base_url}/files/{id}/content``); each answer is stored at once. A
+   failed line, or a request an expired, cancelled or failed batch never ran,
+   gets ``error="batch: ..."`` and is not cached. The batch leaves the state's
+   pending list, so a rerun sends only what is still missing.
 
 Resumable at every step: the state file is rewritten atomically after each
 upload, batch creation and collection, so a kill loses at most the step in
@@ -38,24 +35,21 @@ State file (JSON; request keys and server ids only, never a prompt or the key)::
      "finished": [{"batch_id": "batch_...", "file_id": "file-...", "status": "completed",
                    "requests": 3, "answered": 3, "failed": 0, "finished_at": "...Z"}]}
 
-HTTP failures on these endpoints are retried as in OpenAITeacher (408, 429,
-5xx, timeouts and connection errors, with backoff or after Retry-After, each
-retry logged, within `request_deadline_s` per call); a step that still fails
-raises `BatchError`, and the rerun resumes from the state.
+HTTP failures on these endpoints are retried as chat requests are
+(herd.teacher.http_errors); a step that still fails raises `BatchError`, and the
+rerun resumes from the state.
 
-Jobs sharing the cache: new requests are leased (herd.teacher) before they are
-uploaded, so two jobs never submit the same request. Once a batch exists its
-requests' leases pass to the batch (holder ``batch:<id>``) for the completion
-window plus an hour, since the batch runs on the server whether or not the job
-that made it is alive; collecting the batch ends them. Requests leased by
-another job are waited for (``wait=True``) or reported as pending
-(``wait=False``, `HeldElsewhere`).
+Jobs sharing the cache: new requests are leased (herd.teacher.base) before they are
+uploaded. Once a batch exists its requests' leases pass to the batch (holder
+``batch:<id>``) for the completion window plus an hour, since the batch runs on
+the server whether or not the job that made it is alive; collecting it ends them.
+Requests leased by another job are waited for (``wait=True``) or reported as
+pending (``wait=False``, `HeldElsewhere`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -63,20 +57,23 @@ from functools import partial
 from pathlib import Path
 
 import httpx
-from tqdm import tqdm
 
 from herd.io import read_json, write_json
-from herd.openai_teacher import (
-    DEFAULT_DEADLINE_S,
-    ERROR_BODY_CHARS,
-    OpenAITeacher,
-    _Failure,
+from herd.teacher.base import Done, Waiting
+from herd.teacher.batch_jsonl import (
+    BATCH_ENDPOINT,
+    request_line,
+    result_answer,
+    result_lines,
+    split_lines,
 )
-from herd.teacher import LEASE_S, Answer, Request, ResponseCache, request_key
+from herd.teacher.cache import LEASE_S, ResponseCache
+from herd.teacher.http_errors import ERROR_BODY_CHARS, Failure, transport_failure
+from herd.teacher.openai_chat import DEFAULT_DEADLINE_S, OpenAITeacher
+from herd.teacher.request import Answer, Request, failed
 
 log = logging.getLogger(__name__)
 
-BATCH_ENDPOINT = "/v1/chat/completions"  # every input line's `url` and the batch's `endpoint`
 COMPLETION_WINDOW = "24h"
 MAX_REQUESTS_PER_FILE = 50_000           # OpenAI's limits for one batch input file
 MAX_BYTES_PER_FILE = 200_000_000
@@ -110,21 +107,6 @@ class HeldElsewhere(BatchesPending):
         self.holders = holders
         RuntimeError.__init__(self, f"{count} requests are being answered by another job sharing the "
                                     f"cache (holder {', '.join(holders)}): rerun to take their answers")
-
-
-def split_lines(lines: list[tuple[str, bytes]], max_requests: int, max_bytes: int) -> list[list[tuple[str, bytes]]]:
-    """Cut (key, line) pairs, in order, into parts of at most `max_requests` lines and `max_bytes` bytes."""
-    parts: list[list[tuple[str, bytes]]] = []
-    size = 0
-    for key, line in lines:
-        if len(line) > max_bytes:
-            raise ValueError(f"one batch line is {len(line)} bytes, more than max_bytes_per_file={max_bytes}")
-        if not parts or len(parts[-1]) >= max_requests or size + len(line) > max_bytes:
-            parts.append([])
-            size = 0
-        parts[-1].append((key, line))
-        size += len(line)
-    return parts
 
 
 def _json(resp: httpx.Response, *required: str) -> dict:
@@ -174,63 +156,36 @@ class OpenAIBatchTeacher(OpenAITeacher):
     def __repr__(self) -> str:
         return f"OpenAIBatchTeacher(base_url={self.base_url!r}, model={self.model!r})"
 
-    async def answer_async(self, requests: list[Request], desc: str = "teacher") -> list[Answer]:
-        """Answers in the order of `requests`; raises BatchesPending (wait=False) or BatchError."""
-        start = time.perf_counter()
-        try:
-            keys = [request_key(self.backend, self.model_id, r) for r in requests]
-            cached = {k: a for k in dict.fromkeys(keys) if (a := self.cache.get(k)) is not None}
-            todo = {k: r for k, r in zip(keys, requests) if k not in cached}
-            fresh: dict[str, Answer] = {}
-            if todo:
-                async with self._client() as client:
-                    await self._run(client, todo, fresh, desc)
-        finally:
-            self.stats["seconds"] += time.perf_counter() - start
-        answers = [cached.get(k) or fresh[k] for k in keys]
-        self._count(answers, 0.0)  # seconds were added above, even when this call raised
-        return answers
+    def _adopt(self, keys: list[str]) -> list[str]:
+        """Keys in batches this job submitted earlier: followed, not sent again."""
+        submitted = {k for entry in self._load_state()["pending"] for k in entry["keys"]}
+        return [k for k in keys if k in submitted]
 
-    async def _run(self, client: httpx.AsyncClient, todo: dict[str, Request],
-                   results: dict[str, Answer], desc: str) -> None:
+    def _before_wait(self, waiting: Waiting) -> None:
+        if not self.wait:
+            raise HeldElsewhere(len(waiting.keys), sorted(set(waiting.held.values())))
+
+    def _generate(self, todo: dict[str, Request], done: Done) -> None:
+        asyncio.run(self._run(todo, done))
+
+    async def _run(self, todo: dict[str, Request], done: Done) -> None:
         """Follow the recorded batches that hold some of `todo`, submit the rest, collect all."""
         state = self._load_state()
         mine = [e for e in state["pending"] if not todo.keys().isdisjoint(e["keys"])]
-        for entry in mine:
-            if entry["batch_id"] is None:  # the last run stopped between upload and batch creation
-                await self._create_batch(client, state, entry, resumed=True)
-        running = {k for e in mine for k in e["keys"]}
-        if mine:
-            log.info("%d requests are in %d batches submitted earlier: following those, not resending",
-                     len(running & todo.keys()), len(mine))
-        keys = [k for k in todo if k not in running]
-        answers: list[Answer | None] = [None] * len(keys)
-        with self._leasing():
-            now, others = self._claim(keys, answers, list(range(len(keys))))
-            while True:
-                new = [(keys[i], self._line(keys[i], todo[keys[i]])) for i in now]
-                for part in split_lines(new, self.max_requests_per_file, self.max_bytes_per_file):
-                    entry = await self._upload(client, state, part)
-                    await self._create_batch(client, state, entry)
-                    mine.append(entry)
-                if mine:
-                    await self._follow(client, state, mine, results, desc)
-                mine, now = [], []
-                while others.wait and not now:
-                    if not self.wait:
-                        leases = [self.cache.lease(keys[i]) for i in others.wait]
-                        raise HeldElsewhere(len(others.wait), sorted({lease[0] for lease in leases if lease}))
-                    await asyncio.sleep(others.interval)
-                    now = others.poll()
-                if not now:
-                    break
-        for key, ans in zip(keys, answers):
-            if ans is not None and key not in results:  # answered by another job
-                results[key] = ans
-
-    def _line(self, key: str, req: Request) -> bytes:
-        line = {"custom_id": key, "method": "POST", "url": BATCH_ENDPOINT, "body": self._body(req)}
-        return (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        async with self._client() as client:
+            for entry in mine:
+                if entry["batch_id"] is None:  # the last run stopped between upload and batch creation
+                    await self._create_batch(client, state, entry, resumed=True)
+            running = {k for e in mine for k in e["keys"]}
+            if mine:
+                log.info("%d requests are in %d batches submitted earlier: following those, not resending",
+                         len(running & todo.keys()), len(mine))
+            new = [(k, request_line(k, self._body(r))) for k, r in todo.items() if k not in running]
+            for part in split_lines(new, self.max_requests_per_file, self.max_bytes_per_file):
+                entry = await self._upload(client, state, part)
+                await self._create_batch(client, state, entry)
+                mine.append(entry)
+            await self._follow(client, state, mine, done)
 
     # --- the steps, each followed by a state update -----------------------------------------
 
@@ -279,42 +234,34 @@ class OpenAIBatchTeacher(OpenAITeacher):
         found = [b for b in page.get("data") or [] if isinstance(b, dict) and b.get("input_file_id") == file_id]
         return found[0] if found and found[0].get("id") else None
 
-    async def _follow(self, client: httpx.AsyncClient, state: dict, entries: list[dict],
-                      results: dict[str, Answer], desc: str) -> None:
+    async def _follow(self, client: httpx.AsyncClient, state: dict, entries: list[dict], done: Done) -> None:
         """Poll `entries` until each ends (or once, with wait=False), collecting each as it ends."""
-        bar = tqdm(total=sum(e["requests"] for e in entries), desc=desc, mininterval=5, unit="req")
-        finished = 0
-        try:
-            while entries:
-                running, progress = {}, 0
-                for entry in list(entries):
-                    batch_id = entry["batch_id"]
-                    batch = await self._call(f"polling {batch_id}", partial(
-                        client.get, f"{self.base_url}/batches/{batch_id}"), required=("status",))
-                    if batch["status"] in ENDED:
-                        await self._collect(client, batch, entry, results)
-                        self._finish(state, entry, batch, results)
-                        entries.remove(entry)
-                        finished += entry["requests"]
-                    else:
-                        counts = batch.get("request_counts") or {}
-                        done = int(counts.get("completed") or 0) + int(counts.get("failed") or 0)
-                        running[batch_id] = f"{batch['status']} {done}/{entry['requests']}"
-                        progress += done
-                bar.update(finished + progress - bar.n)
-                if not entries:
-                    break
-                if not self.wait:
-                    raise BatchesPending(running, self.state_path)
-                log.info("%d batches running (%s); next poll in %g s", len(running),
-                         ", ".join(f"{b}: {s}" for b, s in running.items()), self.poll_interval_s)
-                await asyncio.sleep(self.poll_interval_s)
-        finally:
-            bar.close()
+        while entries:
+            running = {}
+            for entry in list(entries):
+                batch_id = entry["batch_id"]
+                batch = await self._call(f"polling {batch_id}", partial(
+                    client.get, f"{self.base_url}/batches/{batch_id}"), required=("status",))
+                if batch["status"] in ENDED:
+                    answers = await self._collect(client, batch, entry)
+                    for key, ans in answers.items():
+                        done(key, ans)
+                    self._finish(state, entry, batch, answers)
+                    entries.remove(entry)
+                else:
+                    counts = batch.get("request_counts") or {}
+                    finished = int(counts.get("completed") or 0) + int(counts.get("failed") or 0)
+                    running[batch_id] = f"{batch['status']} {finished}/{entry['requests']}"
+            if not entries:
+                break
+            if not self.wait:
+                raise BatchesPending(running, self.state_path)
+            log.info("%d batches running (%s); next poll in %g s", len(running),
+                     ", ".join(f"{b}: {s}" for b, s in running.items()), self.poll_interval_s)
+            await asyncio.sleep(self.poll_interval_s)
 
-    async def _collect(self, client: httpx.AsyncClient, batch: dict, entry: dict,
-                       results: dict[str, Answer]) -> None:
-        """Cache the answers of an ended batch; each of its other requests gets an error answer."""
+    async def _collect(self, client: httpx.AsyncClient, batch: dict, entry: dict) -> dict[str, Answer]:
+        """The answer to each request of an ended batch: an error answer where it has none."""
         keys = set(entry["keys"])
         got: dict[str, Answer] = {}
         for field in ("output_file_id", "error_file_id"):
@@ -325,65 +272,22 @@ class OpenAIBatchTeacher(OpenAITeacher):
                 if not isinstance(key, str) or key not in keys:
                     log.warning("%s: ignoring a result for an unknown custom_id %r", file_id, key)
                     continue
-                ans = self._parse_result(line, batch["id"])
-                if ans.ok:  # at once: a kill from here on loses nothing
-                    self.cache.put(key, ans, holder=f"batch:{batch['id']}")
+                ans = result_answer(line, batch["id"], self._redact)
                 if key not in got or not got[key].ok:
                     got[key] = ans
         missing = f"batch {batch['id']} ended {batch['status']!r} without a result for this request"
         if reasons := [e.get("message") for e in (batch.get("errors") or {}).get("data") or [] if isinstance(e, dict)]:
             missing += ": " + "; ".join(map(str, reasons))[:ERROR_BODY_CHARS]
-        for key in entry["keys"]:
-            results[key] = got.get(key) or Answer(text=None, error="batch: " + self._redact(missing))
+        return {key: got.get(key) or failed("batch: " + self._redact(missing)) for key in entry["keys"]}
 
     async def _download(self, client: httpx.AsyncClient, file_id: str) -> list[dict]:
         text = await self._call(f"downloading {file_id}", lambda: client.get(
             f"{self.base_url}/files/{file_id}/content"), parse=lambda resp: resp.text)
-        lines = []
-        for lineno, raw in enumerate(text.splitlines(), 1):
-            try:
-                line = json.loads(raw) if raw.strip() else None
-            except ValueError:
-                line = None
-                log.warning("%s:%d: not valid JSON; that request counts as unanswered", file_id, lineno)
-            if isinstance(line, dict):
-                lines.append(line)
-        return lines
+        return result_lines(text, file_id)
 
-    def _parse_result(self, line: dict, batch_id: str) -> Answer:
-        """One output or error line as an Answer; an error Answer for anything but a usable completion."""
-        def failed(detail: str) -> Answer:
-            return Answer(text=None, error="batch: " + self._redact(detail)[:ERROR_BODY_CHARS])
-
-        response = line.get("response")
-        response = response if isinstance(response, dict) else {}
-        body = response.get("body")
-        if error := line.get("error"):
-            if isinstance(error, dict):
-                return failed(f"{error.get('code')}: {error.get('message')}")
-            return failed(str(error))
-        if not isinstance(body, dict) or response.get("status_code") != 200:
-            message = body.get("error") if isinstance(body, dict) else body
-            if isinstance(message, dict):
-                message = message.get("message")
-            return failed(f"HTTP {response.get('status_code')}: {message}")
-        try:
-            choice = body["choices"][0]
-            text, finish = choice["message"]["content"], choice.get("finish_reason")
-            usage = body.get("usage") or {}
-            prompt_tokens = int(usage.get("prompt_tokens") or 0)
-            completion_tokens = int(usage.get("completion_tokens") or 0)
-        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-            return failed(f"malformed result ({type(exc).__name__}: {exc})")
-        if not isinstance(text, str):
-            return failed(f"the answer holds no text (finish_reason={finish})")
-        return Answer(text=text, finish_reason=finish, prompt_tokens=prompt_tokens,
-                      completion_tokens=completion_tokens,
-                      extra={"model": body.get("model"), "batch_id": batch_id})
-
-    def _finish(self, state: dict, entry: dict, batch: dict, results: dict[str, Answer]) -> None:
+    def _finish(self, state: dict, entry: dict, batch: dict, answers: dict[str, Answer]) -> None:
         """Move a collected batch from pending to finished: its uncached requests are free again."""
-        answered = sum(results[k].ok for k in entry["keys"])
+        answered = sum(answers[k].ok for k in entry["keys"])
         state["pending"].remove(entry)
         self.cache.release(f"batch:{batch['id']}")  # its failed requests are free to be sent again
         state["finished"].append({"batch_id": batch["id"], "file_id": entry["file_id"],
@@ -401,7 +305,7 @@ class OpenAIBatchTeacher(OpenAITeacher):
                     required: tuple[str, ...] = ()):
         """One Batch API call, retried like a chat request; raises BatchError when it cannot succeed."""
         parse = parse or (lambda resp: _json(resp, *required))
-        failure: _Failure | None = None
+        failure: Failure | None = None
         deadline = time.monotonic() + self.request_deadline_s
         for attempt in range(self.max_retries + 1):
             timeout_s = min(self.timeout_s, deadline - time.monotonic())
@@ -410,14 +314,12 @@ class OpenAIBatchTeacher(OpenAITeacher):
                 if not resp.is_success:
                     raise self._http_failure(resp)
                 return parse(resp)
-            except _Failure as exc:
+            except Failure as exc:
                 failure = exc
-            except (asyncio.TimeoutError, httpx.TimeoutException):
-                failure = _Failure("timeout", f"no answer within {timeout_s:.3g} s", retry=True)
-            except httpx.RequestError as exc:
-                failure = _Failure("connection", self._redact(f"{type(exc).__name__}: {exc}"), retry=True)
+            except (asyncio.TimeoutError, httpx.TimeoutException, httpx.RequestError) as exc:
+                failure = transport_failure(exc, timeout_s, self._redact)
             except (ValueError, KeyError, TypeError) as exc:
-                failure = _Failure("bad_response", self._redact(
+                failure = Failure("bad_response", self._redact(
                     f"malformed JSON body ({type(exc).__name__}: {exc})"), retry=True)
             if not failure.retry or attempt == self.max_retries:
                 break

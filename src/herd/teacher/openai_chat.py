@@ -29,7 +29,7 @@ API root including its version, e.g. ``https://api.openai.com/v1`` or
   job for `timeout_s` x attempts. A request that hits it fails with kind
   ``deadline``.
 - Several jobs sharing the cache never send the same request at once (the
-  cache leases of herd.teacher): a request another job is sending is waited
+  cache leases of herd.teacher.cache): a request another job is sending is waited
   for, and taken over if that job dies.
 - Secrets: the API key is sent only in the Authorization header; it is
   removed from every error text, log line and ledger event, and is never
@@ -40,132 +40,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
-import re
 import time
-from email.utils import parsedate_to_datetime
 from collections.abc import Callable
 
 import httpx
-from tqdm import tqdm
 
-from herd.teacher import LEASE_S, Answer, Request, ResponseCache, Teacher
+from herd.teacher.base import Done, Teacher
+from herd.teacher.cache import LEASE_S, ResponseCache
+from herd.teacher.http_errors import (
+    REDACTED,
+    Failure,
+    backoff_s,
+    response_failure,
+    transport_failure,
+)
+from herd.teacher.rate_limits import RateLimiter, estimate_tokens
+from herd.teacher.request import Answer, Request, failed
 
 log = logging.getLogger(__name__)
 
 CHAT_PATH = "/chat/completions"
-CHARS_PER_TOKEN = 4          # rough prompt size for the tokens/minute budget
-BURST_S = 1.0                # a bucket may run this many seconds of its rate ahead
-MAX_WAIT_S = 300.0           # cap on one Retry-After or rate-limit reset wait
 DEFAULT_DEADLINE_S = 900.0   # teacher.request_deadline_s: 3 attempts that run the full default timeout_s
-ERROR_BODY_CHARS = 300       # how much of a server's error message goes into Answer.error
-REDACTED = "[REDACTED]"
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-
-
-class _Failure(Exception):
-    """One failed attempt: `kind` names it, `retry` says whether trying again may help."""
-
-    def __init__(self, kind: str, detail: str, retry: bool, wait_s: float | None = None):
-        super().__init__(f"{kind}: {detail}")
-        self.kind, self.detail, self.retry, self.wait_s = kind, detail, retry, wait_s
-
-
-def parse_duration(value: str | None) -> float | None:
-    """Seconds in a rate-limit reset header: ``"12"``, ``"1.5s"``, ``"6m0s"``, ``"20ms"``."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    unit_s = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    parts = _DURATION_PART.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        return None
-    return sum(float(n) * unit_s[u] for n, u in parts)
-
-
-def retry_after_s(headers: httpx.Headers) -> float | None:
-    """The wait a response asks for: ``retry-after-ms``, or ``Retry-After`` in seconds or as a date."""
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return min(MAX_WAIT_S, max(0.0, float(ms) / 1000))
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return min(MAX_WAIT_S, max(0.0, seconds))
-
-
-def estimate_tokens(req: Request) -> int:
-    """What a request costs against a tokens/minute limit: prompt characters / 4 + max_tokens."""
-    chars = sum(len(str(m.get("content", ""))) for m in req.messages)
-    return chars // CHARS_PER_TOKEN + req.decoding.max_tokens
-
-
-class TokenBucket:
-    """A token bucket in its virtual-clock form: `reserve` books units and says how long to wait.
-
-    Sustained use is held to `per_minute`; up to BURST_S seconds' worth may go at once.
-    """
-
-    def __init__(self, per_minute: float):
-        if per_minute <= 0:
-            raise ValueError(f"rate limit must be positive, got {per_minute}")
-        self.seconds_per_unit = 60.0 / per_minute
-        self.booked_until = 0.0  # monotonic time by which everything booked so far is paid for
-
-    def reserve(self, units: float, now: float) -> float:
-        start = max(now, self.booked_until - BURST_S)
-        self.booked_until = max(self.booked_until, now) + units * self.seconds_per_unit
-        return start - now
-
-
-class RateLimiter:
-    """Optional requests/minute and tokens/minute buckets plus a pause the server can ask for."""
-
-    def __init__(self, requests_per_minute: float | None = None, tokens_per_minute: float | None = None):
-        self.requests = TokenBucket(requests_per_minute) if requests_per_minute else None
-        self.tokens = TokenBucket(tokens_per_minute) if tokens_per_minute else None
-        self.paused_until = 0.0
-
-    async def acquire(self, tokens: int) -> None:
-        now = time.monotonic()
-        wait = 0.0
-        if self.requests:
-            wait = max(wait, self.requests.reserve(1, now))
-        if self.tokens:
-            wait = max(wait, self.tokens.reserve(tokens, now))
-        if wait > 0:
-            await asyncio.sleep(wait)
-        while (left := self.paused_until - time.monotonic()) > 0:
-            await asyncio.sleep(left)
-
-    def pause(self, seconds: float) -> None:
-        self.paused_until = max(self.paused_until, time.monotonic() + min(seconds, MAX_WAIT_S))
-
-    def observe(self, headers: httpx.Headers, tokens: int) -> None:
-        """Hold new sends until the reset when a response says the budget left is too small."""
-        for unit, need in (("requests", 1), ("tokens", tokens)):
-            remaining = headers.get(f"x-ratelimit-remaining-{unit}")
-            reset = parse_duration(headers.get(f"x-ratelimit-reset-{unit}"))
-            try:
-                spent = remaining is not None and float(remaining) < need
-            except ValueError:
-                continue
-            if spent and reset:
-                log.info("server says the %s budget is spent; pausing %.2f s", unit, reset)
-                self.pause(reset)
 
 
 class OpenAITeacher(Teacher):
@@ -210,44 +105,18 @@ class OpenAITeacher(Teacher):
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, REDACTED) if self._api_key else text
 
-    def answer(self, requests: list[Request], desc: str = "teacher") -> list[Answer]:
-        """Answer `requests` in order (synchronous; use `answer_async` inside an event loop)."""
-        return asyncio.run(self.answer_async(requests, desc))
+    def _generate(self, todo: dict[str, Request], done: Done) -> None:
+        asyncio.run(self._send_all(todo, done))
 
-    async def answer_async(self, requests: list[Request], desc: str = "teacher") -> list[Answer]:
-        """Cached answers first, then the rest concurrently; results in the order of `requests`.
-        Requests another job is sending (it holds their cache lease) are waited for."""
-        start = time.perf_counter()
-        keys, answers = self._lookup(requests)
-        todo = [i for i, a in enumerate(answers) if a is None]
-        bar = tqdm(total=len(requests), initial=len(requests) - len(todo), desc=desc,
-                   mininterval=5, unit="req")
+    async def _send_all(self, todo: dict[str, Request], done: Done) -> None:
+        """Every request of `todo` at once, at most `max_in_flight` on the wire."""
+        slots = asyncio.Semaphore(self.max_in_flight)
 
-        async def one(i: int, client: httpx.AsyncClient, slots: asyncio.Semaphore) -> None:
-            ans = await self._answer_one(client, slots, requests[i], keys[i])
-            self._store(keys[i], ans)  # at once: a killed job keeps every answer it got
-            answers[i] = ans
-            bar.update()
+        async def one(key: str, req: Request, client: httpx.AsyncClient) -> None:
+            done(key, await self._answer_one(client, slots, req, key))
 
-        try:
-            if todo:
-                slots = asyncio.Semaphore(self.max_in_flight)
-                with self._leasing():
-                    now, others = self._claim(keys, answers, todo)
-                    async with self._client() as client:
-                        while now or others.wait:
-                            if now:
-                                await asyncio.gather(*(one(i, client, slots) for i in now))
-                            now = []
-                            while others.wait and not now:
-                                bar.update(sum(a is not None for a in answers) - bar.n)
-                                await asyncio.sleep(others.interval)
-                                now = others.poll()
-                bar.update(len(requests) - bar.n)
-        finally:
-            bar.close()
-        self._count(answers, time.perf_counter() - start)
-        return answers
+        async with self._client() as client:
+            await asyncio.gather(*(one(k, r, client) for k, r in todo.items()))
 
     def _client(self) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
@@ -261,15 +130,14 @@ class OpenAITeacher(Teacher):
                 "top_p": d.top_p, "max_tokens": d.max_tokens, "seed": req.seed}
 
     def _backoff_s(self, retry: int) -> float:
-        """Full jitter: uniform in [0, min(max, base * 2**(retry-1))]."""
-        return random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** (retry - 1)))
+        return backoff_s(retry, self.backoff_base_s, self.backoff_max_s)
 
     async def _answer_one(self, client: httpx.AsyncClient, slots: asyncio.Semaphore,
                           req: Request, key: str) -> Answer:
         """Send one request, retrying what may pass next time within the deadline; never raises
         for a failed request."""
         body, cost = self._body(req), estimate_tokens(req)
-        failure: _Failure | None = None
+        failure: Failure | None = None
         deadline: float | None = None
         out_of_time = False
         wait, sent = 0.0, 0
@@ -288,10 +156,10 @@ class OpenAITeacher(Teacher):
                 sent += 1
                 try:
                     ans = await self._post(client, body, cost, min(self.timeout_s, left))
-                except _Failure as exc:
+                except Failure as exc:
                     failure = exc
                 except Exception as exc:  # unforeseen: fail this request, not the batch
-                    failure = _Failure("error", self._redact(f"{type(exc).__name__}: {exc}"), retry=False)
+                    failure = Failure("error", self._redact(f"{type(exc).__name__}: {exc}"), retry=False)
                 else:
                     self._record(key, attempt, t0, "ok", ans=ans)
                     return ans
@@ -318,17 +186,14 @@ class OpenAITeacher(Teacher):
             kind, detail = failure.kind, failure.detail
             if failure.retry:
                 detail += f" (gave up after {self.max_retries + 1} attempts)"
-        log.warning("teacher request %s failed: %s: %s", key[:12], kind, detail)
-        return Answer(text=None, error=f"{kind}: {detail}")
+        return failed(f"{kind}: {detail}")  # logged where it is stored
 
     async def _post(self, client: httpx.AsyncClient, body: dict, cost: int, timeout_s: float) -> Answer:
-        """One HTTP attempt; raises _Failure for anything that is not a usable answer."""
+        """One HTTP attempt; raises Failure for anything that is not a usable answer."""
         try:
             resp = await asyncio.wait_for(client.post(self.url, json=body), timeout_s)
-        except (asyncio.TimeoutError, httpx.TimeoutException):
-            raise _Failure("timeout", f"no answer within {timeout_s:.3g} s", retry=True) from None
-        except httpx.RequestError as exc:
-            raise _Failure("connection", self._redact(f"{type(exc).__name__}: {exc}"), retry=True) from None
+        except (asyncio.TimeoutError, httpx.TimeoutException, httpx.RequestError) as exc:
+            raise transport_failure(exc, timeout_s, self._redact) from None
         self.limiter.observe(resp.headers, cost)
         if resp.status_code != 200:
             raise self._http_failure(resp)
@@ -340,33 +205,16 @@ class OpenAITeacher(Teacher):
             prompt_tokens = int(usage.get("prompt_tokens") or 0)
             completion_tokens = int(usage.get("completion_tokens") or 0)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise _Failure("bad_response", self._redact(
+            raise Failure("bad_response", self._redact(
                 f"malformed or truncated JSON body ({type(exc).__name__}: {exc})"), retry=True) from None
         finish = choice.get("finish_reason")
         if not isinstance(text, str):
-            raise _Failure("no_content", f"the answer holds no text (finish_reason={finish})", retry=False)
+            raise Failure("no_content", f"the answer holds no text (finish_reason={finish})", retry=False)
         return Answer(text=text, finish_reason=finish, prompt_tokens=prompt_tokens,
                       completion_tokens=completion_tokens, extra={"model": data.get("model")})
 
-    def _http_failure(self, resp: httpx.Response) -> _Failure:
-        code = resp.status_code
-        if code == 401:
-            why = ("no API key was sent" if self._api_key is None
-                   else "the server rejected the API key that was sent")
-            return _Failure("auth", f"HTTP 401: the API key is missing or wrong ({why}); "
-                            "check the environment variable that holds it", retry=False)
-        message = self._redact(_error_message(resp))
-        if code == 429:
-            return _Failure("rate_limited", f"HTTP 429: {message}", retry=True, wait_s=retry_after_s(resp.headers))
-        if code == 408:
-            return _Failure("timeout", f"HTTP 408: {message}", retry=True, wait_s=retry_after_s(resp.headers))
-        if code >= 500:
-            return _Failure("server_error", f"HTTP {code}: {message}", retry=True,
-                            wait_s=retry_after_s(resp.headers))
-        if code == 403:
-            return _Failure("auth", f"HTTP 403: the API key may not use this model or endpoint: {message}",
-                            retry=False)
-        return _Failure("client_error", f"HTTP {code}: {message}", retry=False)
+    def _http_failure(self, resp: httpx.Response) -> Failure:
+        return response_failure(resp, self._redact, key_sent=self._api_key is not None)
 
     def _record(self, key: str, attempt: int, t0: float, outcome: str, ans: Answer | None = None) -> None:
         if self.ledger is None:
@@ -375,13 +223,3 @@ class OpenAITeacher(Teacher):
                      "seconds": round(time.perf_counter() - t0, 4),
                      "prompt_tokens": ans.prompt_tokens if ans else 0,
                      "completion_tokens": ans.completion_tokens if ans else 0})
-
-
-def _error_message(resp: httpx.Response) -> str:
-    """The server's own error message (OpenAI style ``{"error": {"message": ...}}``), or its body."""
-    try:
-        err = resp.json().get("error")
-        message = err.get("message") if isinstance(err, dict) else err
-    except (ValueError, AttributeError):
-        message = None
-    return str(message or resp.text or resp.reason_phrase)[:ERROR_BODY_CHARS]
