@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import replace
 
 from tqdm import tqdm
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 WAIT_POLL_S = 0.5     # how often a job waiting for another job's answers looks at the cache
 WAIT_LOG_S = 60.0     # how often it says that it is still waiting
+FAILURES_LOGGED = 20  # failed requests logged one by one per call; the rest are counted
 
 Done = Callable[[str, Answer], None]  # done(request key, answer): one answer is finished
 
@@ -37,6 +39,7 @@ class Teacher:
         self.cache = cache
         self.lease_s = lease_s
         self.holder = new_holder()
+        self._leased: set[str] = set()  # keys this teacher holds the lease of now
         self.stats = {"requests": 0, "cached": 0, "generated": 0, "failed": 0,
                       "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
 
@@ -59,17 +62,22 @@ class Teacher:
     # --- the protocol ------------------------------------------------------------------------
 
     def answer(self, requests: list[Request], desc: str = "teacher") -> list[Answer]:
-        """Answers in the order of `requests`: cached ones first, then the missing ones."""
+        """Answers in the order of `requests`: cached ones first, then the missing ones. A request
+        repeated within the call is asked once; its repeats count as cached (nothing paid twice)."""
         start = time.perf_counter()
         keys = [request_key(self.backend, self.model_id, r) for r in requests]
         got = {k: a for k in dict.fromkeys(keys) if (a := self.cache.get(k)) is not None}
         missing = {k: r for k, r in zip(keys, requests) if k not in got}
-        bar = tqdm(total=len(got) + len(missing), initial=len(got), desc=desc, mininterval=5, unit="req")
+        bar = tqdm(total=len(got) + len(missing), initial=len(got), desc=desc, mininterval=5, unit="req",
+                   disable=not missing)  # a fully cached call draws no bar
+        failures = []
 
         def done(key: str, ans: Answer) -> None:
             self._store(key, ans)  # at once: a killed job keeps every answer it got
             if not ans.ok:
-                log.warning("teacher request %s failed: %s", key[:12], ans.error)
+                failures.append(key)
+                if len(failures) <= FAILURES_LOGGED:
+                    log.warning("teacher request %s failed: %s", key[:12], ans.error)
             if key in missing:
                 got[key] = ans
                 bar.update()
@@ -78,9 +86,17 @@ class Teacher:
             if missing:
                 self._answer_missing(missing, got, done, bar)
         finally:
+            bar.update(len(got) - bar.n)
             bar.close()
             self.stats["seconds"] += time.perf_counter() - start
-        answers = [got.get(k) or failed("no_answer: the teacher backend returned none") for k in keys]
+            if len(failures) > FAILURES_LOGGED:
+                log.warning("... and %d more failed teacher requests (%d in all)",
+                            len(failures) - FAILURES_LOGGED, len(failures))
+        answers, seen = [], set()
+        for key in keys:
+            ans = got.get(key) or failed(f"no_answer: the teacher backend returned none for request {key[:12]}")
+            answers.append(replace(ans, cached=True) if key in seen and ans.ok else ans)
+            seen.add(key)
         self._count(answers)
         return answers
 
@@ -89,7 +105,8 @@ class Teacher:
         any whose lease lapses."""
         with self._leasing():
             adopted = self._adopt(list(missing))
-            waiting = Waiting(self, [k for k in missing if k not in set(adopted)], got)
+            skip = set(adopted)
+            waiting = Waiting(self, [k for k in missing if k not in skip], got)
             now = adopted + waiting.poll(first=True)
             while now or waiting.keys:
                 if now:
@@ -102,11 +119,13 @@ class Teacher:
                     bar.update(len(got) - bar.n)
 
     def _store(self, key: str, ans: Answer) -> None:
-        """Cache a good answer and end its lease at once; a failed request's lease just ends."""
+        """Cache a good answer and end its lease at once; a failed request's lease just ends
+        (when this teacher holds it: a submitted batch's requests are leased to the batch)."""
         if ans.ok:
             self.cache.put(key, ans, holder=self.holder)
-        else:
+        elif key in self._leased:
             self.cache.release(self.holder, [key])
+        self._leased.discard(key)
 
     def _count(self, answers: list[Answer]) -> None:
         for ans in answers:
@@ -127,6 +146,7 @@ class Teacher:
         finally:
             beat.stop()
             self.cache.release(self.holder)
+            self._leased.clear()
 
 
 class Waiting:
@@ -148,6 +168,7 @@ class Waiting:
         for key in answered:
             self.got[key] = t.cache.get(key)
         mine = set(claimed)
+        t._leased |= mine
         now = [k for k in todo if k in mine]
         self.keys = [k for k in todo if k in self.held]
         holders = ", ".join(sorted(set(self.held.values())))

@@ -243,9 +243,7 @@ class OpenAIBatchTeacher(OpenAITeacher):
                 batch = await self._call(f"polling {batch_id}", partial(
                     client.get, f"{self.base_url}/batches/{batch_id}"), required=("status",))
                 if batch["status"] in ENDED:
-                    answers = await self._collect(client, batch, entry)
-                    for key, ans in answers.items():
-                        done(key, ans)
+                    answers = await self._collect(client, batch, entry, done)
                     self._finish(state, entry, batch, answers)
                     entries.remove(entry)
                 else:
@@ -260,8 +258,9 @@ class OpenAIBatchTeacher(OpenAITeacher):
                      ", ".join(f"{b}: {s}" for b, s in running.items()), self.poll_interval_s)
             await asyncio.sleep(self.poll_interval_s)
 
-    async def _collect(self, client: httpx.AsyncClient, batch: dict, entry: dict) -> dict[str, Answer]:
-        """The answer to each request of an ended batch: an error answer where it has none."""
+    async def _collect(self, client: httpx.AsyncClient, batch: dict, entry: dict, done: Done) -> dict[str, Answer]:
+        """The answer to each request of an ended batch, each good one passed to `done` as it is
+        read (a kill from there on loses nothing); an error answer where it has none."""
         keys = set(entry["keys"])
         got: dict[str, Answer] = {}
         for field in ("output_file_id", "error_file_id"):
@@ -275,10 +274,16 @@ class OpenAIBatchTeacher(OpenAITeacher):
                 ans = result_answer(line, batch["id"], self._redact)
                 if key not in got or not got[key].ok:
                     got[key] = ans
+                    if ans.ok:
+                        done(key, ans)
         missing = f"batch {batch['id']} ended {batch['status']!r} without a result for this request"
         if reasons := [e.get("message") for e in (batch.get("errors") or {}).get("data") or [] if isinstance(e, dict)]:
             missing += ": " + "; ".join(map(str, reasons))[:ERROR_BODY_CHARS]
-        return {key: got.get(key) or failed("batch: " + self._redact(missing)) for key in entry["keys"]}
+        for key in entry["keys"]:
+            if key not in got or not got[key].ok:
+                got[key] = got.get(key) or failed("batch: " + self._redact(missing))
+                done(key, got[key])
+        return got
 
     async def _download(self, client: httpx.AsyncClient, file_id: str) -> list[dict]:
         text = await self._call(f"downloading {file_id}", lambda: client.get(
