@@ -105,7 +105,10 @@ def synthetic(real: list[str], words: Counter, n: int, seed: int = 0) -> list[st
     common = {w.lower() for w, _ in words.most_common(FUNCTION_WORDS)}
     content = Counter({w: c for w, c in words.items() if w.lower() not in common})
     vocab, cumulative = list(content), list(itertools.accumulate(content.values()))
-    draw = lambda k: rng.choices(vocab, cum_weights=cumulative, k=k)
+
+    def draw(k: int) -> list[str]:
+        return rng.choices(vocab, cum_weights=cumulative, k=k)
+
     out: list[str] = []
     for _ in range(n):
         if out and rng.random() < NEAR_DUPLICATE_SHARE:

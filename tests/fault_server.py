@@ -51,9 +51,9 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Collection
 
 import pytest
 
@@ -106,7 +106,7 @@ def _last_user_message(body: dict) -> str:
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
-    owner: "FaultServer"
+    owner: FaultServer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -192,7 +192,7 @@ class FaultServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}/v1"
 
-    def start(self) -> "FaultServer":
+    def start(self) -> FaultServer:
         self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
         self._thread = threading.Thread(target=self._httpd.serve_forever,
@@ -206,7 +206,7 @@ class FaultServer:
         self._httpd.server_close()
         self._thread.join()
 
-    def __enter__(self) -> "FaultServer":
+    def __enter__(self) -> FaultServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -8,8 +8,14 @@ from conftest import SHARED
 
 from herd import io
 from herd.dedup import (
-    RougeNovelty, ShardedRougeNovelty, novelty_keep, novelty_keep_sharded, resolve_kept, rouge_l_f1,
-    rouge_neighbours, rouge_tokens,
+    RougeNovelty,
+    ShardedRougeNovelty,
+    novelty_keep,
+    novelty_keep_sharded,
+    resolve_kept,
+    rouge_l_f1,
+    rouge_neighbours,
+    rouge_tokens,
 )
 from herd.filters import apply_filters, build_steps
 

@@ -17,10 +17,10 @@ from fault_server import FaultServer, expected_answer
 
 from herd.config import ConfigError, validate
 from herd.instructions import build_requests, generate_shard
-from herd.teacher.openai_chat import OpenAITeacher
 from herd.prompts import parse_generation
 from herd.sources import load_seed_tasks
 from herd.teacher.llamacpp import LlamaCppTeacher
+from herd.teacher.openai_chat import OpenAITeacher
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared" / "data"

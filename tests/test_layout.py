@@ -1,4 +1,7 @@
-"""The package's shape (issue 15): no import circle among herd's modules, none over 400 lines."""
+"""The package's shape (issue 15): no import circle among herd's modules, none over 400 lines,
+and ruff clean under the rules pyproject.toml selects."""
+import subprocess
+import sys
 from pathlib import Path
 
 from herd import code_closure
@@ -63,3 +66,10 @@ def test_no_import_circle_among_herd_modules():
 def test_no_module_over_400_lines():
     sizes = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in modules().items()}
     assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_ruff_finds_nothing():
+    """ruff (a test dependency) with the project's own settings ([tool.ruff] in pyproject.toml)."""
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise", "."],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -8,10 +8,10 @@ import time
 import pytest
 from fault_server import CLOSE, HANG, TRUNCATE, FaultServer, expected_answer, fault_server, ok, requests_for, status  # noqa: F401
 
+from herd.teacher import ResponseCache, request_key
 from herd.teacher.http_errors import parse_duration, retry_after_s
 from herd.teacher.openai_chat import OpenAITeacher
 from herd.teacher.rate_limits import TokenBucket
-from herd.teacher import ResponseCache, request_key
 
 KEY = "sk-test-DO-NOT-LEAK-7f3a9c"
 WRONG_KEY = "sk-wrong-ALSO-SECRET-1b2c"

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from herd.config import validate
 from herd.compute import gpu_hours, training_flops
+from herd.config import validate
 from herd.plan import STUDENT_TEMPLATE_TOKENS, format_plan, plan_from_config, training_plan
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,7 +23,7 @@ SEED = 11
 CFG = {"system_prompt": "Be concise.", "max_failed_fraction": 0.0,
        "decoding": {"temperature": 0.7, "top_p": 0.9, "max_tokens": 32}}
 
-CHILD = textwrap.dedent("""
+CHILD = textwrap.dedent(f"""
     import json, sys
     from herd import io, responses
     from herd.teacher.openai_chat import OpenAITeacher
@@ -31,9 +31,9 @@ CHILD = textwrap.dedent("""
     base_url, cache_path, records_path, out_path, cfg = sys.argv[1:6]
     cfg = json.loads(cfg)
     teacher = OpenAITeacher(base_url, "fake-model", None, ResponseCache(cache_path), max_in_flight=4)
-    rows, failed, stats, ledger = responses.answer_shard(io.read_jsonl(records_path), cfg, %d, teacher)
+    rows, failed, stats, ledger = responses.answer_shard(io.read_jsonl(records_path), cfg, {SEED}, teacher)
     io.write_jsonl(out_path, rows)
-""" % SEED)
+""")
 
 
 def keys_for(records):

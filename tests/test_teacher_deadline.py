@@ -10,8 +10,8 @@ from fault_server import HANG, FaultServer, requests_for, status
 from fault_server import fault_server as serve  # noqa: F401  (a fixture: starts fault servers)
 
 from herd.config import validate
-from herd.teacher.openai_chat import OpenAITeacher
 from herd.teacher import make_teacher
+from herd.teacher.openai_chat import OpenAITeacher
 
 ROOT = Path(__file__).resolve().parents[1]
 

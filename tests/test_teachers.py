@@ -9,10 +9,10 @@ import httpx
 import pytest
 
 from herd.dedup import rouge_l_f1, rouge_tokens
-from herd.teacher.openai_chat import OpenAITeacher
 from herd.teacher import Decoding, Request, ResponseCache
 from herd.teacher.huggingface import TransformersTeacher
 from herd.teacher.llamacpp import LlamaCppTeacher
+from herd.teacher.openai_chat import OpenAITeacher
 
 DECODING = Decoding(temperature=0.0, top_p=1.0, max_tokens=12)
 QUESTIONS = ["What is the capital of France?", "Name a colour of the sky."]

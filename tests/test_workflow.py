@@ -8,7 +8,6 @@ import math
 
 import pandas as pd
 import pytest
-
 from conftest import SHARED, snakemake
 
 pytestmark = [

@@ -67,7 +67,10 @@ def collate_packed(batch: list[dict]) -> dict:
         ids += b["input_ids"]
         labels += [IGNORE] + b["labels"][1:]
         positions += range(len(b["input_ids"]))
-    as_row = lambda xs: torch.tensor([xs], dtype=torch.long)
+
+    def as_row(xs: list[int]) -> torch.Tensor:
+        return torch.tensor([xs], dtype=torch.long)
+
     return {"input_ids": as_row(ids), "position_ids": as_row(positions), "labels": as_row(labels)}
 
 

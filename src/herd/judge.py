@@ -17,8 +17,8 @@ from collections import Counter
 
 from herd import cost
 from herd.eval_summary import paired_bootstrap, verdict
-from herd.prompts import render_response
 from herd.judge_tasks import BASE, REFERENCE, SHUFFLED, control_sets, task_text
+from herd.prompts import render_response
 from herd.rng import derive_seed
 from herd.teacher import Decoding, Request, Teacher, check_failures
 
