@@ -45,11 +45,18 @@ def fails_if_run(model, kernels, threads):
 
 
 @pytest.mark.slow
-def test_auto_uses_fast_kernels_where_they_run(smollm2_gguf, tmp_path):
-    assert native.llamacpp_kernels(smollm2_gguf, "auto", tmp_path, threads=2) == "fast"
-    assert len(list((tmp_path / "native").glob("llamacpp-*.json"))) == 1
+def test_auto_uses_fast_kernels_exactly_where_they_run(smollm2_gguf, tmp_path, caplog):
+    """The real fast probe, run here by hand, decides what auto must pick: fast where it runs, safe
+    with a warning where it dies (some AMX hosts: SIGSEGV or SIGILL inside llama.cpp's AMX kernels)."""
+    fast = native.run_child(native.probe_command(str(smollm2_gguf), "fast", 2))
+    expected = "fast" if fast.ok else "safe"
+    assert native.llamacpp_kernels(smollm2_gguf, "auto", tmp_path, threads=2) == expected
+    if not fast.ok:
+        assert f"died with {fast.signal}" in caplog.text and "teacher.cpu_kernels: safe" in caplog.text
     # kept per host, build and model: the next job does not try again
-    assert native.llamacpp_kernels(smollm2_gguf, "auto", tmp_path, threads=2, probe=fails_if_run) == "fast"
+    verdicts = list((tmp_path / "native").glob("llamacpp-*.json"))
+    assert len(verdicts) == (1 if fast.ok else 2)
+    assert native.llamacpp_kernels(smollm2_gguf, "auto", tmp_path, threads=2, probe=fails_if_run) == expected
 
 
 @pytest.mark.slow
