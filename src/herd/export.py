@@ -55,7 +55,7 @@ MERGED_DECODER = "decoder_model_merged.onnx"
 UNMERGED_DECODERS = ("decoder_model.onnx", "decoder_with_past_model.onnx")
 
 DEFAULT_INT8 = {
-    "flavours": ["dynamic"], "block_size": 32, "accuracy_level": 4, "keep_fp32": [], "on_fail": "report",
+    "flavours": ["dynamic"], "block_size": 32, "accuracy_level": quantize.ACCURACY_LEVEL, "keep_fp32": [], "on_fail": "report",
     "gate": {"min_top1": 0.0, "generation_tokens": 8, "min_generation_match": 0.0, "max_benchmark_drop": None},
 }
 
