@@ -60,3 +60,14 @@ def test_key_order_of_the_yaml_does_not_matter():
     assert list(a["teacher"]) == list(b["teacher"]) == sorted(a["teacher"])
     assert list(a["students"][0]) == list(b["students"][0])
     assert list(a) == sorted(a)
+
+
+def test_the_schema_and_the_quantizer_default_to_one_accuracy_level():
+    """export.int8.accuracy_level's default is written twice: in the schema (users read it there)
+    and as quantize.ACCURACY_LEVEL (the code's defaults); they must not drift apart."""
+    from herd import quantize
+
+    schema = yaml.safe_load((ROOT / "config/schema.yaml").read_text())
+    int8 = schema["properties"]["export"]["properties"]["int8"]["properties"]
+    assert int8["accuracy_level"]["default"] == quantize.ACCURACY_LEVEL
+    assert validate({})["export"]["int8"]["accuracy_level"] == quantize.ACCURACY_LEVEL
