@@ -143,6 +143,18 @@ def test_known_tasks_agree_with_lm_eval():
         benchmarks.builtin_config("arc_easyy")
 
 
+def test_the_config_gate_reads_only_the_task_files_named_like_the_tasks(monkeypatch):
+    """The gate runs on every Snakemake call: the files whose folder or name shares a word with a
+    configured task (glue/mnli/mismatch.yaml) are read, and all of them only to name a missing one."""
+    paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())["eval"]["benchmarks"]
+    read = []
+    real = benchmarks._tasks_in
+    monkeypatch.setattr(benchmarks, "_tasks_in", lambda path: read.append(path) or real(path))
+    assert benchmarks.unknown_tasks(paper) == [] and 0 < len(read) < 1000
+    assert benchmarks.unknown_tasks([]) == []
+    assert benchmarks.unknown_tasks(["piqa", "wic_", "arc_easyy"]) == ["wic_", "arc_easyy"]
+
+
 def test_misspelt_benchmark_stops_the_dry_run(tmp_path):
     project = copy_project(tmp_path)
     proc = snakemake(project, "-n", "results/eval.csv", "--config", "eval={benchmarks: [arc_easy, arc_easyy]}")
