@@ -22,6 +22,8 @@ import re
 import sys
 from pathlib import Path
 
+from herd.io import write_text
+
 PACKAGE = "herd"
 PACKAGE_DIR = Path(__file__).resolve().parent
 MODULE_NAME = re.compile(r"^herd(\.[A-Za-z_]\w*)+$")
@@ -96,18 +98,10 @@ def _save_scan_cache() -> None:
     written only costs the parse next time."""
     if not _unsaved:
         return
-    stored = _scan_cache()
-    keep = dict(list(stored.items())[-SCAN_CACHE_ENTRIES:])
-    tmp = SCAN_CACHE.with_name(f".{SCAN_CACHE.name}.{os.getpid()}.tmp")
+    keep = dict(list(_scan_cache().items())[-SCAN_CACHE_ENTRIES:])  # in use order: not write_json's sorted keys
     try:
-        SCAN_CACHE.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(keep), encoding="utf-8")
-        os.replace(tmp, SCAN_CACHE)
+        write_text(SCAN_CACHE, json.dumps(keep))
     except OSError:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         return
     _unsaved.clear()
 
